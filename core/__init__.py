@@ -10,14 +10,18 @@ __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("loanrules")
 
-from loanrules.model import (  # noqa: E402  (hookimpl must exist before plugins import us)
+from loanrules.context import RunContext  # noqa: E402  (hookimpl must exist before plugins import us)
+from loanrules.model import (  # noqa: E402
     Check,
     Classifier,
+    Finding,
     Pack,
     Param,
     ParamType,
     Severity,
     Strategy,
+    Task,
+    Verdict,
 )
 from loanrules.schema import Column, ColumnType, Reference, TableSpec  # noqa: E402
 
@@ -26,13 +30,17 @@ __all__ = [
     "Classifier",
     "Column",
     "ColumnType",
+    "Finding",
     "Pack",
     "Param",
     "ParamType",
     "Reference",
+    "RunContext",
     "Severity",
     "Strategy",
     "TableSpec",
+    "Task",
+    "Verdict",
     "__version__",
     "hookimpl",
 ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime
 import functools
 import json
 import os
@@ -27,9 +26,9 @@ import loanrules
 from loanrules import results
 from loanrules.config import Config, load_config
 from loanrules.errors import LoanrulesError, SnapshotRejected
+from loanrules.manager import PluginManager
 from loanrules.model import Check, Severity
 from loanrules.plan import Overrides
-from loanrules.manager import PluginManager
 from loanrules.privacy import Masker, personal_columns
 from loanrules.registry import Registry
 from loanrules.run import execute_run, load_only, validate_snapshot

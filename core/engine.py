@@ -113,6 +113,14 @@ class Engine:
             if planned.sandboxed:
                 self._compile_sandboxed(planned)
 
+    def close(self) -> None:
+        """Drop the run's temp views and tables: after this, names mean the stored tables again."""
+        for name in self._views:
+            self.conn.execute(f'DROP VIEW IF EXISTS temp."{name}"')
+        for table in ("staged_findings", "staged_tasks", "verdicts", "borrower_facts", "collateral_facts"):
+            self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+        self._views, self._facts_built = (), False
+
     def _view(self, name: str, select: str) -> None:
         self.conn.execute(f'DROP VIEW IF EXISTS temp."{name}"')
         self.conn.execute(f'CREATE TEMP VIEW "{name}" AS {select}')

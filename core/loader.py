@@ -20,7 +20,6 @@ import gc
 import hashlib
 import io
 import itertools
-import json
 import multiprocessing
 import re
 import sqlite3
@@ -276,7 +275,7 @@ def _stream_table(conn: sqlite3.Connection, path: Path, spec: TableSpec, snapsho
     ensure_snapshot_table(conn, spec, layout.extra_columns)
     column_list = ", ".join(f'"{c}"' for c in ("snapshot_id", "source_line", *layout.columns))
     placeholders = ", ".join("?" * (len(layout.columns) + 2))
-    insert = f'INSERT INTO "{spec.name}" ({column_list}) VALUES ({placeholders})'
+    insert = f'INSERT INTO main."{spec.name}" ({column_list}) VALUES ({placeholders})'
     reading = _read_in_child if path.stat().st_size >= CHILD_PROCESS_MIN_BYTES else _read_here
     stored, digest = 0, ""
     for event in reading(path, settings, layout, snapshot_id):
@@ -449,13 +448,17 @@ def _cell_problems(layout: _Layout, row: list[str]) -> list[tuple[str, str, str]
 def _bad_row(conn, problems: Problems, quarantine: bool, snapshot_id: int, file: str, line: int,
              row: list[str], cells: list[tuple]) -> None:
     for column, value, reason in cells:
-        problems.add(InputProblem(file, line, column, value, reason))
+        problem = InputProblem(file, line, column, value, reason)
+        problems.add(problem)
         if quarantine:
-            conn.execute(
-                "INSERT INTO quarantine (snapshot_id, file, line, \"column\", value, reason, row) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (snapshot_id, file, line, column, value, reason, json.dumps(row, ensure_ascii=False)),
-            )
+            _quarantine(conn, snapshot_id, problem, row)
+
+
+def _quarantine(conn, snapshot_id: int, problem: InputProblem, row: list) -> None:
+    conn.execute(
+        'INSERT INTO quarantine (snapshot_id, file, line, "column", value, reason, row) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        (snapshot_id, problem.file, problem.line, problem.column, problem.value, problem.reason, json_dumps(row)),
+    )
 
 
 # ---------------------------------------------------------------- cross-row checks
@@ -481,7 +484,7 @@ def _dependency_order(specs: Iterable[TableSpec]) -> list[TableSpec]:
 def _cross_row_checks(conn, spec: TableSpec, present: Mapping[str, str], snapshot_id: int,
                       problems: Problems, quarantine: bool) -> None:
     file = present[spec.name]
-    table = f'"{spec.name}"'
+    table = f'main."{spec.name}"'
     if spec.key:
         key = ", ".join(f'"{c}"' for c in spec.key)
         duplicates = conn.execute(
@@ -500,7 +503,7 @@ def _cross_row_checks(conn, spec: TableSpec, present: Mapping[str, str], snapsho
     for reference in spec.references:
         if reference.table not in present:
             continue  # the referenced file is optional and absent: nothing to check against
-        target = f'"{reference.table}"'
+        target = f'main."{reference.table}"'
         on = " AND ".join(f't."{c}" = r."{tc}"' for c, tc in zip(reference.columns, reference.target_columns))
         not_null = " AND ".join(f't."{c}" IS NOT NULL' for c in reference.columns)
         orphans = conn.execute(
@@ -523,12 +526,9 @@ def repr_col(name: str) -> str:
 def _cross_row_problem(conn, problems, quarantine, snapshot_id, file, spec, rowid, line, column, value, reason):
     problems.add(InputProblem(file, line, column, value, reason))
     if quarantine:
-        row = conn.execute(f'SELECT * FROM "{spec.name}" WHERE rowid = ?', (rowid,)).fetchone()
-        conn.execute(
-            "INSERT INTO quarantine (snapshot_id, file, line, \"column\", value, reason, row) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (snapshot_id, file, line, column, value, reason, json_dumps(list(row[2:]))),
-        )
-        conn.execute(f'DELETE FROM "{spec.name}" WHERE rowid = ?', (rowid,))
+        row = conn.execute(f'SELECT * FROM main."{spec.name}" WHERE rowid = ?', (rowid,)).fetchone()
+        _quarantine(conn, snapshot_id, InputProblem(file, line, column, value, reason), list(row[2:]))
+        conn.execute(f'DELETE FROM main."{spec.name}" WHERE rowid = ?', (rowid,))
 
 
 # ---------------------------------------------------------------- the load
@@ -595,7 +595,7 @@ def load_snapshot(conn: sqlite3.Connection, directory: str | Path, *, as_of: str
         raise SnapshotRejected(problems.shown, problems.total)
     if quarantine:
         for name in present:  # rows quarantined by the cross-row checks
-            counts[name] = conn.execute(f'SELECT count(*) FROM "{name}" WHERE snapshot_id = ?',
+            counts[name] = conn.execute(f'SELECT count(*) FROM main."{name}" WHERE snapshot_id = ?',
                                         (snapshot_id,)).fetchone()[0]
     # The snapshot's identity: every file's digest, by name, in a fixed order
     combined = hashlib.sha256(json_dumps(sorted(digests.items())).encode()).hexdigest()
@@ -615,11 +615,11 @@ def replace_earlier_snapshots(conn: sqlite3.Connection, loaded: LoadedSnapshot,
     earlier = [row[0] for row in conn.execute(
         "SELECT snapshot_id FROM snapshots WHERE cooperative = ? AND as_of = ? AND snapshot_id != ?",
         (loaded.cooperative, loaded.as_of, loaded.snapshot_id))]
-    existing = set(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    existing = {row[0] for row in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")}
     for snapshot_id in earlier:
         for name in tables:
             if name in existing:
-                conn.execute(f'DELETE FROM "{name}" WHERE snapshot_id = ?', (snapshot_id,))
+                conn.execute(f'DELETE FROM main."{name}" WHERE snapshot_id = ?', (snapshot_id,))
         conn.execute("DELETE FROM quarantine WHERE snapshot_id = ?", (snapshot_id,))
         conn.execute("DELETE FROM snapshots WHERE snapshot_id = ?", (snapshot_id,))
     return earlier

@@ -3,8 +3,9 @@
 Environment variables (for IT staff and tests):
 
 ``LOANRULES_LOAD_PLUGINS``
-    comma-separated names: only these third-party plugins (entry points and
-    plugins-dir files) are loaded; set to an empty string to load none.
+    comma-separated names: only these installed plugins (entry points) are
+    loaded; an empty string loads none. ``--plugins-dir`` files are named on
+    the command line, so they load regardless.
 ``LOANRULES_BLOCK_PLUGINS``
     comma-separated names never to load, built-ins included
     (``LOANRULES_BLOCK_PLUGINS=data_quality``).
@@ -101,7 +102,7 @@ class PluginManager:
             raise UsageError(f"--plugins-dir {directory}: not a directory")
         for path in sorted(directory.glob("*.py")):
             name = path.stem
-            if name.startswith("_") or not self._wanted(name):
+            if name.startswith("_") or name in self.blocked:
                 continue
             module = _import_file(path, f"loanrules_plugins_dir.{name}")
             self._register(module, name, getattr(module, "__version__", "unversioned"), str(path))
@@ -110,13 +111,9 @@ class PluginManager:
         result = []
         for name, plugin in self.pm.list_name_plugin():
             version, source = self._sources.get(name, ("unknown", "registered in code"))
-            hooks = tuple(sorted(impl.name for impl in self._hookimpls(plugin)))
+            hooks = tuple(sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()))
             result.append(PluginInfo(name, version, source, hooks))
         return sorted(result, key=lambda info: info.name)
-
-    def _hookimpls(self, plugin):
-        for caller in self.pm.get_hookcallers(plugin) or ():
-            yield caller
 
     def call_register_hook(self, hook_name: str, register) -> None:
         """Call each plugin's implementation with ``register`` bound to its name.

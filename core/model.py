@@ -58,7 +58,12 @@ class Param:
     description: str = ""
 
     def __attrs_post_init__(self):
-        self.coerce(self.default)  # a bad default is the plugin author's bug: fail at registration
+        # Defaults are written as in a config ("300000" yuan); keep the canonical
+        # value, and a bad default fails at registration, naming the parameter.
+        try:
+            object.__setattr__(self, "default", self.coerce(self.default))
+        except ValueError as error:
+            raise ValueError(f"parameter {self.name!r}: bad default: {error}") from None
 
     def coerce(self, value: Any) -> Any:
         """Turn a config/CLI value into the canonical Python value, or raise ValueError."""

@@ -132,7 +132,6 @@ def build_plan(registry: Registry, config: Config, packs: Sequence[str], overrid
         overridden = False
         for pack_name in members.get(item.id, ()):
             member = registry.packs[pack_name].members[item.id]
-            params.update(member.params)
             if member.severity is not None:
                 severity, overridden = member.severity, True
         sources = [(f"pack {p}", registry.packs[p].members[item.id].params) for p in members.get(item.id, ())]

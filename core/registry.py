@@ -12,8 +12,8 @@ from collections.abc import Iterable
 import attrs
 
 from loanrules.errors import PluginError
-from loanrules.model import Check, Classifier, Pack, Strategy
 from loanrules.manager import PluginManager
+from loanrules.model import Check, Classifier, Pack, Strategy
 from loanrules.schema import CANONICAL_TABLES, DERIVED_TABLES, TableSpec
 
 Contribution = Check | Classifier | Strategy

@@ -130,7 +130,10 @@ def _run_locked(conn, snapshot_dir, as_of, config, registry, pack_names, plan, o
                              previous_snapshot_id=previous_snapshot, previous_run_id=previous_run,
                              previous_as_of=previous_as_of, net_capital=config.net_capital)
             engine = Engine(conn, plan, scope, progress)
-            outcomes = engine.run()
+            try:
+                outcomes = engine.run()
+            finally:
+                engine.close()
             _record_outcomes(conn, run_id, outcomes)
             replace_earlier_snapshots(conn, snapshot, registry.tables)
             _supersede_earlier_runs(conn, run_id, config.cooperative, as_of)
@@ -252,7 +255,9 @@ def validate_snapshot(snapshot_dir: str | Path, *, config: Config, registry: Reg
                 scope = RunScope(run_id=0, snapshot_id=snapshot.snapshot_id, as_of=as_of,
                                  present_tables=snapshot.tables, all_tables=tuple(registry.tables),
                                  net_capital=config.net_capital)
-                Engine(conn, plan, scope).prepare()  # compiles the config's SQL rules
+                engine = Engine(conn, plan, scope)
+                engine.prepare()  # compiles the config's SQL rules
+                engine.close()
             return snapshot
         finally:
             conn.close()

@@ -1,6 +1,6 @@
 """The resident ID number check: logic SQL expresses badly, so a Python check."""
 
-from loanrules.model import Finding
+from loanrules import Finding
 
 # GB 11643-1999: weights of the 17 digits, and the check character for sum mod 11
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

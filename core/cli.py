@@ -408,7 +408,7 @@ def export(session, what, db, run_id, fmt, output, config_path):
     masker = _masker(session, config_path)
     rows = (masker.row(row) for row in results.export_rows(conn, what, run))
     _, columns, _ = results.EXPORTS[what]
-    handle = open(output, "w", encoding="utf-8", newline="") if output else click.get_text_stream("stdout")
+    handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
     with contextlib.closing(handle) if output else contextlib.nullcontext(handle):
         if fmt == "csv":
             writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")

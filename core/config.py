@@ -240,7 +240,7 @@ def _sql_rule(r: _Reader, key: str, value: Any) -> SqlRule:
                 r.fail(pkey, f"unsupported value {spec!r}")
             default, description = spec, ""
         try:
-            params.append(Param(name, Param(name, None, kind).coerce(default), kind, description))
+            params.append(Param(name, default, kind, description))
         except ValueError as error:
             r.fail(pkey, str(error))
     fields["params"] = tuple(params)

@@ -69,7 +69,8 @@ class PluginManager:
             # A hookimpl whose name matches no spec is a typo: fail at start-up, not silently
             self.pm.check_pending()
         except pluggy.PluginValidationError as error:
-            raise PluginError(f"plugin {error.plugin_name!r}: {error}") from None
+            name = self.pm.get_name(error.plugin) or repr(error.plugin)
+            raise PluginError(f"plugin {name!r}: {error}") from None
 
     def _wanted(self, name: str) -> bool:
         return name not in self.blocked and (self.allowed is None or name in self.allowed)
@@ -110,6 +111,8 @@ class PluginManager:
     def infos(self) -> list[PluginInfo]:
         result = []
         for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:  # blocked
+                continue
             version, source = self._sources.get(name, ("unknown", "registered in code"))
             hooks = tuple(sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()))
             result.append(PluginInfo(name, version, source, hooks))
@@ -122,7 +125,7 @@ class PluginManager:
         contribution is stamped with its plugin and a failing hook names it.
         """
         caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        for impl in caller.get_hookimpls():  # registration order (pluggy calls them in reverse)
             try:
                 impl.function(register=lambda item, _name=impl.plugin_name: register(_name, item))
             except (PluginError, UsageError):

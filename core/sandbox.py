@@ -30,7 +30,7 @@ class Authorizer:
             # through the view, which SQLite names in ``source``
             if (database == "temp" and arg1 in self.readable) or (database == "main" and source in self.readable):
                 return sqlite3.SQLITE_OK
-            return self._deny(f"reading {database}.{arg1}")
+            return self._deny(f"reading {database + '.' if database else ''}{arg1}")
         if action == sqlite3.SQLITE_FUNCTION:
             if arg2 and arg2.lower() in _FORBIDDEN_FUNCTIONS:
                 return self._deny(f"calling {arg2}()")

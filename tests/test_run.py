@@ -269,10 +269,12 @@ def test_checks_read_previous_snapshot_through_prev_views(db_path, tmp_path):
     enable = Overrides(enable=("test.balance_grew",))
     first = run(db_path, write_snapshot(tmp_path / "a", loans=[loan("L1", outstanding_principal="100.00")]),
                 registry, as_of="2026-11-26", packs=(), overrides=enable)
-    assert first.outcomes[0].status == "skipped" and "previous as-of" in first.outcomes[0].reason
+    (outcome,) = [o for o in first.outcomes if o.contribution_id == "test.balance_grew"]
+    assert outcome.status == "skipped" and "previous as-of" in outcome.reason
     second = run(db_path, write_snapshot(tmp_path / "b", loans=[loan("L1", outstanding_principal="100.01")]),
                  registry, as_of="2026-11-27", packs=(), overrides=enable)
-    assert findings_of(db_path, second.run_id) == [("test.balance_grew", "L1", "new", "2026-11-27")]
+    assert [f for f in findings_of(db_path, second.run_id) if f[0] == "test.balance_grew"] == [
+        ("test.balance_grew", "L1", "new", "2026-11-27")]
 
 
 def test_facts_tables_aggregate_per_borrower_once_per_run(db_path, tmp_path):

@@ -284,7 +284,7 @@ class Engine:
                 UPDATE main.assessments SET
                     {field} = (SELECT {aggregate} FROM temp.verdicts v
                                WHERE v.field = '{field}' AND v.loan_id = assessments.loan_id),
-                    reasons = (SELECT json_group_array(value) FROM (
+                    reasons = (SELECT json_group_array(json(value)) FROM (
                         SELECT value FROM json_each(assessments.reasons)
                         UNION ALL
                         SELECT json_object('rule', v.contribution_id, '{field}', v.value,
@@ -372,15 +372,25 @@ class Engine:
             if missing:
                 raise ContributionFailed(f"its SQL returns no {', '.join(missing)} column(s)")
             select = ", ".join(f"f.{c}" if c in columns else f"NULL AS {c}" for c in TASK_COLUMNS)
-            return self.conn.execute(insert + f"(SELECT {select} FROM ({item.sql}) f) t",
-                                     self._sql_params(planned)).rowcount
+            return self._checked_tasks(self.conn.execute(insert + f"(SELECT {select} FROM ({item.sql}) f) t",
+                                                         self._sql_params(planned)), planned)
         self.conn.execute("DROP TABLE IF EXISTS temp.staged_tasks")
         self.conn.execute(f"CREATE TEMP TABLE staged_tasks ({', '.join(TASK_COLUMNS)})")
         rows = ((t.borrower_id, json.dumps(list(t.loan_ids)), t.step, t.assignee,
                  str(t.due_date) if t.due_date else None, int(t.priority))
                 for t in _expect(item.evaluate(self._context(planned)), Task, item.id))
         self._insert_batches("INSERT INTO temp.staged_tasks VALUES (?, ?, ?, ?, ?, ?)", rows)
-        return self.conn.execute(insert + "temp.staged_tasks t", self._sql_params(planned)).rowcount
+        return self._checked_tasks(self.conn.execute(insert + "temp.staged_tasks t", self._sql_params(planned)),
+                                   planned)
+
+    def _checked_tasks(self, cursor: sqlite3.Cursor, planned: Planned) -> int:
+        incomplete = self.conn.execute(
+            "SELECT count(*) FROM main.collection_tasks WHERE run_id = ? AND strategy_id = ? "
+            "AND (borrower_id IS NULL OR step IS NULL OR loan_ids IS NULL)",
+            (self.scope.run_id, planned.item.id)).fetchone()[0]
+        if incomplete:
+            raise ContributionFailed(f"{incomplete} task(s) without borrower_id, loan_ids or step")
+        return cursor.rowcount
 
     # ------------------------------------------------------------ shared facts
 

@@ -330,3 +330,111 @@ def test_cli_exit_codes_follow_the_contract(runner, tmp_path, snapshot):
     assert "loans.csv:2 column days_past_due: value 'x'" in rejected.output
     usage = invoke(runner, "run", snapshot, "--as-of", "27/11/2026", "--db", db)
     assert usage.exit_code == 2 and "Traceback" not in usage.output
+
+
+def test_plugins_extend_the_snapshot_with_tables_and_typed_columns(db_path, tmp_path):
+    from loanrules import Column, ColumnType, Reference, TableSpec
+
+    class Guarantors:
+        @hookimpl
+        def register_tables(self, register):
+            register(TableSpec("guarantors", (
+                Column("loan_id", required=True, not_null=True),
+                Column("guarantor_id", required=True),
+                Column("guaranteed_amount", ColumnType.MONEY, non_negative=True),
+            ), references=(Reference(("loan_id",), "loans", ("loan_id",)),)))
+            register(TableSpec("loans", (Column("credit_rating", ColumnType.CODE, codes=("aaa", "aa", "a")),)))
+
+        @hookimpl
+        def register_checks(self, register):
+            register(Check(id="test.guaranteed", title="g", tables=("loans", "guarantors"),
+                           sql="SELECT g.loan_id, 'guaranteed ' || g.guaranteed_amount || ' ' || l.credit_rating "
+                               "AS message FROM guarantors g JOIN loans l USING (loan_id)"))
+
+    registry = make_registry(Guarantors())
+    snapshot = write_snapshot(tmp_path / "s", loans=[loan("L1", credit_rating="AA")],
+                              guarantors=[{"loan_id": "L1", "guarantor_id": "G1", "guaranteed_amount": "12.34"}])
+    run(db_path, snapshot, registry, packs=("data-quality",), overrides=Overrides(enable=("test.guaranteed",)))
+    assert query(db_path, "SELECT message FROM findings WHERE check_id = 'test.guaranteed'") == [
+        ("guaranteed 1234 aa",)]
+    bad = write_snapshot(tmp_path / "bad", loans=[loan("L1", credit_rating="junk")],
+                         guarantors=[{"loan_id": "L9", "guarantor_id": "G1", "guaranteed_amount": "1"}])
+    with pytest.raises(SnapshotRejected) as rejected:
+        run(db_path, bad, registry, packs=("data-quality",))
+    assert {(p.file, p.column) for p in rejected.value.problems} == {("loans.csv", "credit_rating"),
+                                                                      ("guarantors.csv", "loan_id")}
+
+
+def test_strategies_turn_findings_into_tasks(db_path, snapshot):
+    from loanrules import Strategy, Task
+
+    class Collect:
+        @hookimpl
+        def register_strategies(self, register):
+            register(Strategy(
+                id="test.call_overdue", title="call", tables=("loans", "findings"),
+                sql="SELECT l.borrower_id, json_group_array(f.loan_id) AS loan_ids, 'reminder_call' AS step, "
+                    "'OF002' AS assignee, date(:as_of, '+3 days') AS due_date, 5 AS priority "
+                    "FROM findings f JOIN loans l USING (loan_id) WHERE f.check_id = 'test.overdue' "
+                    "GROUP BY l.borrower_id"))
+            register(Strategy(id="test.visit_large", title="visit", evaluate=lambda ctx: [
+                Task(borrower_id="B2", loan_ids=["L3"], step="site_visit", due_date=ctx.as_of, priority=2)]))
+
+        @hookimpl
+        def register_packs(self, register):
+            register(Pack(name="collect", version="1", title="c",
+                          members=["test.call_overdue", "test.visit_large"]))
+
+    result = run(db_path, snapshot, make_registry(BookPlugin(), Collect()), packs=("test-pack", "collect"))
+    assert result.status == "succeeded"
+    assert query(db_path, "SELECT task_id, borrower_id, loan_ids, step, assignee, due_date, priority, status "
+                          "FROM collection_tasks ORDER BY task_id") == [
+        ("test.call_overdue:B1:reminder_call", "B1", '["L2"]', "reminder_call", "OF002", "2026-11-30", 5, "open"),
+        ("test.visit_large:B2:site_visit", "B2", '["L3"]', "site_visit", None, AS_OF, 2, "open"),
+    ]
+
+
+def test_a_strategy_yielding_tasks_without_a_borrower_fails_alone(db_path, snapshot):
+    from loanrules import Strategy
+
+    class Sloppy:
+        @hookimpl
+        def register_strategies(self, register):
+            register(Strategy(id="test.sloppy", title="s",
+                              sql="SELECT NULL AS borrower_id, '[]' AS loan_ids, 'call' AS step FROM loans"))
+
+    result = run(db_path, snapshot, make_registry(BookPlugin(), Sloppy()),
+                 overrides=Overrides(enable=("test.sloppy",)))
+    (outcome,) = [o for o in result.outcomes if o.contribution_id == "test.sloppy"]
+    assert outcome.status == "failed" and "without borrower_id" in outcome.reason
+    assert query(db_path, "SELECT count(*) FROM collection_tasks") == [(0,)]
+
+
+def test_recovery_and_provision_classifiers_combine_after_the_risk_class(db_path, snapshot):
+    class Recovery:
+        @hookimpl
+        def register_classifiers(self, register):
+            register(Classifier(id="test.class", title="c",
+                                sql="SELECT loan_id, 'substandard' AS risk_class FROM loans WHERE days_past_due > 0"))
+            register(Classifier(id="test.recovery_a", title="a", assigns="recovery_category",
+                                sql="SELECT loan_id, 'recoverable' AS recovery_category FROM assessments "
+                                    "WHERE risk_class = 'substandard'"))
+            register(Classifier(id="test.recovery_b", title="b", assigns="recovery_category",
+                                evaluate=lambda ctx: [Verdict("L2", "recoverable_with_effort")]))
+            register(Classifier(id="test.provision", title="p", assigns="required_provision",
+                                sql="SELECT loan_id, outstanding_principal / 4 AS required_provision "
+                                    "FROM assessments JOIN loans USING (loan_id) WHERE risk_class = 'substandard'"))
+
+        @hookimpl
+        def register_packs(self, register):
+            register(Pack(name="recovery", version="1", title="r",
+                          members=["test.class", "test.recovery_a", "test.recovery_b", "test.provision"]))
+
+    run(db_path, snapshot, make_registry(Recovery()), packs=("recovery",))
+    rows = query(db_path, "SELECT loan_id, risk_class, recovery_category, required_provision, reasons "
+                          "FROM assessments ORDER BY loan_id")
+    assert [r[:4] for r in rows] == [("L1", "normal", None, None),
+                                     ("L2", "substandard", "recoverable_with_effort", 1_000_000),
+                                     ("L3", "normal", None, None)]
+    rules = sorted(reason["rule"] for reason in json.loads(rows[1][4]))
+    assert rules == ["test.class", "test.provision", "test.recovery_a", "test.recovery_b"]

@@ -169,18 +169,15 @@ class Engine:
         risk = [p for p in classifiers if p.item.assigns is AssessmentField.RISK_CLASS]
         others = [p for p in classifiers if p.item.assigns is not AssessmentField.RISK_CLASS]
         if classifiers:
-            self.progress("classify")
             for planned in risk:
                 self._isolated(planned, self._classify)
             self._write_assessments()
             for planned in others:
                 self._isolated(planned, self._classify)
             self._apply_other_verdicts()
-        self.progress("check")
         for planned in self.plan:
             if isinstance(planned.item, Check):
                 self._isolated(planned, self._check)
-        self.progress("plan")
         for planned in self.plan:
             if isinstance(planned.item, Strategy):
                 self._isolated(planned, self._strategy)
@@ -188,6 +185,7 @@ class Engine:
 
     def _isolated(self, planned: Planned, action: Callable[[Planned], int]) -> None:
         item = planned.item
+        self.progress(f"{planned.kind} {item.id}")
         missing = [t for t in item.tables if t not in self.scope.present_tables and t not in DERIVED_TABLES]
         reason = None
         if missing:

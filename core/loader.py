@@ -23,6 +23,7 @@ import itertools
 import multiprocessing
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -263,7 +264,8 @@ def _open_csv(path: Path, settings: SnapshotSettings):
 
 
 def _stream_table(conn: sqlite3.Connection, path: Path, spec: TableSpec, snapshot_id: int,
-                  settings: SnapshotSettings, problems: Problems, quarantine: bool) -> tuple[int, str, bool]:
+                  settings: SnapshotSettings, problems: Problems, quarantine: bool,
+                  progress: Callable[[str], None] | None = None) -> tuple[int, str, bool]:
     """Insert one file's good rows; return (rows stored, file sha256, whether the header was usable)."""
     file = path.name
     header, header_problem = _read_header(path, settings)
@@ -278,12 +280,16 @@ def _stream_table(conn: sqlite3.Connection, path: Path, spec: TableSpec, snapsho
     insert = f'INSERT INTO main."{spec.name}" ({column_list}) VALUES ({placeholders})'
     reading = _read_in_child if path.stat().st_size >= CHILD_PROCESS_MIN_BYTES else _read_here
     stored, digest = 0, ""
+    shown = time.monotonic()
     for event in reading(path, settings, layout, snapshot_id):
         kind = event[0]
         if kind == "rows":
             _, good, count, bad = event
             conn.executemany(insert, good)
             stored += count
+            if progress and time.monotonic() - shown >= 1:
+                progress(f"loading {file}: {stored:,} rows")
+                shown = time.monotonic()
             for line, row, cells in bad:
                 _bad_row(conn, problems, quarantine, snapshot_id, file, line, row, cells)
         elif kind == "problem":
@@ -579,7 +585,7 @@ def load_snapshot(conn: sqlite3.Connection, directory: str | Path, *, as_of: str
         gc.disable()
         try:
             counts[name], digests[path.name], usable = _stream_table(
-                conn, path, tables[name], snapshot_id, settings, problems, quarantine
+                conn, path, tables[name], snapshot_id, settings, problems, quarantine, progress
             )
         finally:
             if gc_was_enabled:

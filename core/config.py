@@ -104,7 +104,8 @@ class _Reader:
 
 def _join(key: str, name: str) -> str:
     simple = name.replace("_", "").isalnum() and name.isascii()
-    return f"{key}.{name}" if simple else f'{key}."{name}"'
+    shown = name if simple else f'"{name}"'
+    return f"{key}.{shown}" if key else shown
 
 
 def _kind(value: Any) -> str:
@@ -253,9 +254,12 @@ def _snapshot(r: _Reader, value: Any) -> SnapshotSettings:
     if "encoding" in table:
         encoding = r.typed(table["encoding"], "snapshot.encoding", str, "an encoding name")
         try:
-            name = codecs.lookup(encoding).name
+            codec = codecs.lookup(encoding)
         except LookupError:
-            r.fail("snapshot.encoding", f"unknown encoding {encoding!r} (e.g. utf-8, gb18030, gbk)")
+            codec = None
+        if codec is None or not codec._is_text_encoding:  # base64, zlib ... are codecs, not text encodings
+            r.fail("snapshot.encoding", f"unknown text encoding {encoding!r} (e.g. utf-8, gb18030, gbk)")
+        name = codec.name
         # Plain "utf-8" still tolerates a byte-order mark: exports from Excel carry one
         fields["encoding"] = "utf-8-sig" if name == "utf-8" else name
     if "delimiter" in table:

@@ -33,12 +33,13 @@ from pathlib import Path
 import attrs
 
 from loanrules.config import SnapshotSettings
-from loanrules.errors import InputProblem, SnapshotRejected, UsageError
+from loanrules.errors import ConfigError, InputProblem, SnapshotRejected, UsageError
 from loanrules.parsing import parse_boolean, parse_date, parse_integer, parse_money
 from loanrules.schema import Column, ColumnType, TableSpec
 from loanrules.store import ensure_snapshot_table, json_dumps, utcnow
 
 BATCH_ROWS = 5000
+BOOKKEEPING_COLUMNS = ("snapshot_id", "source_line")  # added to every stored snapshot table
 CHILD_PROCESS_MIN_BYTES = 4 << 20  # below this a second process costs more than it saves
 TWO_READERS_MIN_BYTES = 32 << 20
 REQUIRED_TABLE = "loans"
@@ -159,10 +160,11 @@ def _column_converter(column: Column | None, scalar: Converter) -> ColumnConvert
             joined = "\n".join(values)
             if _AMOUNTS_IN_CENTS.fullmatch(joined):
                 fen = joined.replace(".", "").split("\n")
-                if "" not in fen:
-                    return list(map(int, fen))
-                if not not_null:
-                    return [int(amount) if amount else None for amount in fen]
+                if len(fen) == len(values):  # else a cell held a line break: the scalar parser refuses it
+                    if "" not in fen:
+                        return list(map(int, fen))
+                    if not not_null:
+                        return [int(amount) if amount else None for amount in fen]
             return [scalar(v) for v in values]  # other spellings: '12.5', '1,000', ' 3 '
 
         return money_column
@@ -245,6 +247,10 @@ def _layout(file: str, header: list[str], spec: TableSpec, settings: SnapshotSet
             problems.add(InputProblem(file, 1, name, header[index],
                                       f"column appears twice (also field {seen[name] + 1})"))
             ok = False
+        elif name in BOOKKEEPING_COLUMNS:
+            problems.add(InputProblem(file, 1, name, header[index], "reserved column name: rename or map it in "
+                                      "[snapshot.columns]"))
+            ok = False
         else:
             seen[name] = index
     for column in spec.columns:
@@ -290,16 +296,16 @@ def _stream_table(conn: sqlite3.Connection, path: Path, spec: TableSpec, snapsho
     if layout is None:
         return 0, _sha256(path), False
     ensure_snapshot_table(conn, spec, layout.extra_columns)
-    column_list = ", ".join(f'"{c}"' for c in ("snapshot_id", "source_line", *layout.columns))
+    column_list = ", ".join(map(_quote, (*BOOKKEEPING_COLUMNS, *layout.columns)))
     placeholders = ", ".join("?" * (len(layout.columns) + 2))
-    insert = f'INSERT INTO main."{spec.name}" ({column_list}) VALUES ({placeholders})'
+    insert = f"INSERT INTO main.{_quote(spec.name)} ({column_list}) VALUES ({placeholders})"
     size = path.stat().st_size
     if size >= CHILD_PROCESS_MIN_BYTES:
         readers = 2 if size >= TWO_READERS_MIN_BYTES and (os.cpu_count() or 1) >= 2 else 1
         events = _read_in_children(path, settings, layout, snapshot_id, readers)
     else:
         events = _read_here(path, settings, layout, snapshot_id)
-    stored, digest = 0, ""
+    stored, digest, readable = 0, "", True
     shown = time.monotonic()
     for event in events:
         kind = event[0]
@@ -312,23 +318,53 @@ def _stream_table(conn: sqlite3.Connection, path: Path, spec: TableSpec, snapsho
                 shown = time.monotonic()
             for line, row, cells in bad:
                 _bad_row(conn, problems, quarantine, snapshot_id, file, line, row, cells)
+                _remember_rejected(conn, spec, _raw_key(layout, row))
         elif kind == "problem":
-            problems.add(event[1])
+            # the reader could not get past this point: the file is unusable, even with quarantine
+            problems.add(_locate_decode_error(path, settings, event[1]))
+            readable = False
         else:
             digest = event[1]
-    return stored, digest, True
+    return stored, digest or _sha256(path), readable
+
+
+def _raw_key(layout: _Layout, row: list[str]) -> str | None:
+    key = layout.spec.key
+    if not key or not all(column in layout.columns for column in key) or len(row) != layout.width:
+        return None
+    return "\x1f".join(row[layout.columns.index(column)].strip() for column in key)
 
 
 def _read_header(path: Path, settings: SnapshotSettings) -> tuple[list[str] | None, InputProblem | None]:
-    _, text, reader = _open_csv(path, settings)
-    with text:
-        try:
-            header = next(reader, None)
-        except (UnicodeDecodeError, csv.Error) as error:
-            return None, _reading_problem(path.name, 1, error, settings)
-    if header is None:
+    # Only the first line is decoded: a bad byte further down is the data's problem, reported on its line.
+    with open(path, "rb") as handle:
+        first = handle.readline()
+    try:
+        text = first.decode(settings.encoding)
+        header = next(csv.reader([text.rstrip("\r\n")], delimiter=settings.delimiter, strict=True), None)
+    except (UnicodeDecodeError, csv.Error) as error:
+        return None, _reading_problem(path.name, 1, error, settings)
+    if not first.strip() or header is None:
         return None, InputProblem(path.name, None, None, None, "empty file: no header row")
     return header, None
+
+
+def _locate_decode_error(path: Path, settings: SnapshotSettings, problem: InputProblem) -> InputProblem:
+    """A text decoder fails on a whole chunk; find the physical line that holds the bad bytes.
+
+    Safe line by line: in the supported encodings no character's bytes contain a newline byte.
+    """
+    if not problem.reason.startswith("not valid"):
+        return problem
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if number == 1 and settings.encoding == "utf-8-sig":
+                line = line.removeprefix(codecs.BOM_UTF8)
+            try:
+                line.decode(settings.encoding)
+            except UnicodeDecodeError as error:
+                return attrs.evolve(problem, line=number, value=repr(error.object[error.start:error.end]))
+    return problem
 
 
 def _sha256(path: Path) -> str:
@@ -374,7 +410,9 @@ def _read_here(path: Path, settings: SnapshotSettings, layout: _Layout, snapshot
                 yield "rows", good, count, bad
         except (UnicodeDecodeError, csv.Error) as error:
             stopped_early = True
-            yield "problem", _reading_problem(layout.file, part.line_offset + reader.line_num + 1, error, settings)
+            # a csv.Error is raised after the reader counted the bad line; a decode error before
+            line = reader.line_num + (1 if isinstance(error, UnicodeDecodeError) else 0)
+            yield "problem", _reading_problem(layout.file, part.line_offset + line, error, settings)
     whole = part == _Part()
     # the digest is of the whole file, also when reading stopped at a bad byte
     yield "sha256", hashing.sha256.hexdigest() if whole and not stopped_early else None
@@ -603,57 +641,114 @@ def _dependency_order(specs: Iterable[TableSpec]) -> list[TableSpec]:
     return ordered
 
 
-def _cross_row_checks(conn, spec: TableSpec, present: Mapping[str, str], snapshot_id: int,
-                      problems: Problems, quarantine: bool) -> None:
-    file = present[spec.name]
-    table = f'main."{spec.name}"'
+def _cross_row_checks(conn, spec: TableSpec, present: Mapping[str, Path], snapshot_id: int,
+                      problems: Problems, quarantine: bool, settings: SnapshotSettings) -> None:
+    file = present[spec.name].name
+    table = f"main.{_quote(spec.name)}"
+    found: list[tuple[int, InputProblem]] = []  # (rowid, problem)
     if spec.key:
-        key = ", ".join(f'"{c}"' for c in spec.key)
+        key = ", ".join(map(_quote, spec.key))
         duplicates = conn.execute(
-            f"SELECT t.rowid, t.source_line, {', '.join('t.' + repr_col(c) for c in spec.key)}, d.first_line "
+            f"SELECT t.rowid, t.source_line, {', '.join('t.' + _quote(c) for c in spec.key)}, d.first_line "
             f"FROM {table} t JOIN (SELECT {key}, min(source_line) AS first_line FROM {table} "
             f"WHERE snapshot_id = ? GROUP BY {key} HAVING count(*) > 1) d USING ({key}) "
             f"WHERE t.snapshot_id = ? ORDER BY t.source_line",
             (snapshot_id, snapshot_id),
         ).fetchall()
         for rowid, line, *values, first_line in duplicates:
-            shown = "/".join(str(v) for v in values)
             where = "appears more than once" if line == first_line else f"duplicate of line {first_line}"
-            reason = f"duplicate {'+'.join(spec.key)}: {where}"
-            _cross_row_problem(conn, problems, quarantine, snapshot_id, file, spec, rowid, line,
-                               spec.key[0], shown, reason)
+            found.append((rowid, InputProblem(file, line, spec.key[0], "/".join(map(str, values)),
+                                              f"duplicate {'+'.join(spec.key)}: {where}")))
     for reference in spec.references:
         if reference.table not in present:
             continue  # the referenced file is optional and absent: nothing to check against
-        target = f'main."{reference.table}"'
-        on = " AND ".join(f't."{c}" = r."{tc}"' for c, tc in zip(reference.columns, reference.target_columns))
-        not_null = " AND ".join(f't."{c}" IS NOT NULL' for c in reference.columns)
+        target = f"main.{_quote(reference.table)}"
+        on = " AND ".join(f"t.{_quote(c)} = r.{_quote(tc)}"
+                          for c, tc in zip(reference.columns, reference.target_columns))
+        not_null = " AND ".join(f"t.{_quote(c)} IS NOT NULL" for c in reference.columns)
+        key_text = " || char(31) || ".join(f"t.{_quote(c)}" for c in reference.columns)
         orphans = conn.execute(
-            f"SELECT t.rowid, t.source_line, {', '.join('t.' + repr_col(c) for c in reference.columns)} "
+            f"SELECT t.rowid, t.source_line, {', '.join('t.' + _quote(c) for c in reference.columns)}, "
+            f"EXISTS (SELECT 1 FROM temp.rejected_keys k WHERE k.table_name = ? AND k.key = {key_text}) "
             f"FROM {table} t WHERE t.snapshot_id = ? AND {not_null} AND NOT EXISTS "
             f"(SELECT 1 FROM {target} r WHERE r.snapshot_id = t.snapshot_id AND {on}) ORDER BY t.source_line",
-            (snapshot_id,),
+            (reference.table, snapshot_id),
         ).fetchall()
-        for rowid, line, *values in orphans:
-            shown = "/".join(str(v) for v in values)
-            reason = f"names {'+'.join(reference.target_columns)} {shown!r}, which is not in {present[reference.table]}"
-            _cross_row_problem(conn, problems, quarantine, snapshot_id, file, spec, rowid, line,
-                               reference.columns[0], shown, reason)
+        target_file = present[reference.table].name
+        for rowid, line, *values, target_was_rejected in orphans:
+            shown = "/".join(map(str, values))
+            names = f"names {'+'.join(reference.target_columns)} {shown!r}"
+            if target_was_rejected and not quarantine:
+                continue  # that row's own problem is already reported; this one follows from it
+            reason = (f"{names}, whose row in {target_file} was quarantined" if target_was_rejected
+                      else f"{names}, which is not in {target_file}")
+            found.append((rowid, InputProblem(file, line, reference.columns[0], shown, reason)))
+    for _, problem in found:
+        problems.add(problem)
+    if quarantine and found:
+        _quarantine_stored_rows(conn, spec, present[spec.name], settings, snapshot_id, found)
 
 
-def repr_col(name: str) -> str:
-    return f'"{name}"'
+def _quarantine_stored_rows(conn, spec: TableSpec, path: Path, settings: SnapshotSettings, snapshot_id: int,
+                            found: list[tuple[int, InputProblem]]) -> None:
+    """Move rows found bad across rows to the quarantine, with their raw CSV fields re-read from the file."""
+    raw = _raw_records(path, settings, {problem.line for _, problem in found})
+    for rowid, problem in found:
+        _quarantine(conn, snapshot_id, problem, raw.get(problem.line, []))
+        _remember_rejected(conn, spec, _stored_key(conn, spec, rowid))
+    conn.executemany(f"DELETE FROM main.{_quote(spec.name)} WHERE rowid = ?", [(rowid,) for rowid, _ in found])
 
 
-def _cross_row_problem(conn, problems, quarantine, snapshot_id, file, spec, rowid, line, column, value, reason):
-    problems.add(InputProblem(file, line, column, value, reason))
-    if quarantine:
-        row = conn.execute(f'SELECT * FROM main."{spec.name}" WHERE rowid = ?', (rowid,)).fetchone()
-        _quarantine(conn, snapshot_id, InputProblem(file, line, column, value, reason), list(row[2:]))
-        conn.execute(f'DELETE FROM main."{spec.name}" WHERE rowid = ?', (rowid,))
+def _raw_records(path: Path, settings: SnapshotSettings, lines: set[int]) -> dict[int, list[str]]:
+    """The CSV records ending on the given physical lines (one more pass over the file, quarantine only)."""
+    _, text, reader = _open_csv(path, settings)
+    wanted = {}
+    with text:
+        for record in reader:
+            if reader.line_num in lines:
+                wanted[reader.line_num] = record
+    return wanted
+
+
+def _stored_key(conn, spec: TableSpec, rowid: int) -> str | None:
+    if not spec.key:
+        return None
+    columns = ", ".join(map(_quote, spec.key))
+    values = conn.execute(f"SELECT {columns} FROM main.{_quote(spec.name)} WHERE rowid = ?", (rowid,)).fetchone()
+    return "\x1f".join("" if v is None else str(v) for v in values)
+
+
+def _remember_rejected(conn, spec: TableSpec, key: str | None) -> None:
+    """A row left out of the snapshot: rows of other tables naming it are not 'unknown'."""
+    if key is not None:
+        conn.execute("INSERT INTO temp.rejected_keys VALUES (?, ?)", (spec.name, key))
+
+
+def _quote(name: str) -> str:
+    """An SQL identifier, whatever characters a column name in the extract holds."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 # ---------------------------------------------------------------- the load
+
+
+def check_snapshot_settings(settings: SnapshotSettings, tables: Mapping[str, TableSpec], source: str | None) -> None:
+    """The config's [snapshot] maps, against the tables the plugins define: before anything is read."""
+    where = f"{source}: " if source else ""
+    for section, mapping in (("files", settings.files), ("columns", settings.columns)):
+        for table in mapping:
+            if table not in tables:
+                raise ConfigError(f'{where}snapshot.{section}."{table}": no such table '
+                                  f"(known: {', '.join(tables)})")
+    for target, codes in settings.codes.items():
+        table, _, column_name = target.partition(".")
+        column = tables[table].column(column_name) if table in tables else None
+        if column is None or column.type is not ColumnType.CODE:
+            raise ConfigError(f'{where}snapshot.codes."{target}": not a code column of the snapshot tables')
+        for local, canonical in codes.items():
+            if canonical not in column.codes:
+                raise ConfigError(f'{where}snapshot.codes."{target}"."{local}": maps to {canonical!r}, which is '
+                                  f"not one of {', '.join(column.codes)}")
 
 
 def snapshot_files(directory: Path, tables: Mapping[str, TableSpec], settings: SnapshotSettings) -> dict[str, Path]:
@@ -690,7 +785,9 @@ def load_snapshot(conn: sqlite3.Connection, directory: str | Path, *, as_of: str
     snapshot_id = cursor.lastrowid
     counts: dict[str, int] = {}
     digests: dict[str, str] = {}
-    present: dict[str, str] = {}
+    present: dict[str, Path] = {}
+    conn.execute("DROP TABLE IF EXISTS temp.rejected_keys")
+    conn.execute("CREATE TEMP TABLE rejected_keys (table_name TEXT, key TEXT)")
     header_broken = False  # quarantine takes bad rows, never a file whose header is unusable
     for name, path in files.items():
         if progress:
@@ -707,11 +804,12 @@ def load_snapshot(conn: sqlite3.Connection, directory: str | Path, *, as_of: str
             if gc_was_enabled:
                 gc.enable()
         if usable:
-            present[name] = path.name
+            present[name] = path
         else:
             header_broken = True
     for spec in _dependency_order(tables[name] for name in present):
-        _cross_row_checks(conn, spec, present, snapshot_id, problems, quarantine)
+        _cross_row_checks(conn, spec, present, snapshot_id, problems, quarantine, settings)
+    conn.execute("DROP TABLE temp.rejected_keys")
 
     if problems.total and (header_broken or not quarantine):
         raise SnapshotRejected(problems.shown, problems.total)

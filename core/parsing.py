@@ -16,13 +16,20 @@ _FALSE = frozenset({"0", "false", "f", "n", "no", "否"})
 
 def parse_money(text: str) -> int:
     """Decimal yuan -> integer fen, exactly. '1,234.5' and '-3' are accepted."""
-    s = text.strip().replace(",", "")
+    s = text.strip()
     negative = s.startswith("-")
     if negative or s.startswith("+"):
         s = s[1:]
     whole, _, cents = s.partition(".")
-    if not whole:
-        whole = "0"
+    if "," in whole:
+        # thousands separators only: '1,234,567'; never a decimal comma such as '1,23'
+        groups = whole.split(",")
+        if not (1 <= len(groups[0]) <= 3 and all(len(group) == 3 for group in groups[1:])):
+            raise ValueError("not an amount: commas may only separate thousands (1,234.56)")
+        whole = "".join(groups)
+    if not whole and not cents:
+        raise ValueError("not an amount (decimal yuan, e.g. 1234.56)")
+    whole = whole or "0"
     # isascii() first: str.isdigit() also accepts digits like '²' that int() refuses
     if not (whole.isascii() and whole.isdigit()) or (cents and not (cents.isascii() and cents.isdigit())):
         raise ValueError("not an amount (decimal yuan, e.g. 1234.56)")

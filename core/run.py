@@ -21,7 +21,7 @@ import loanrules
 from loanrules.config import Config
 from loanrules.engine import Engine, Outcome, RunScope
 from loanrules.errors import UsageError
-from loanrules.loader import LoadedSnapshot, load_snapshot, replace_earlier_snapshots
+from loanrules.loader import LoadedSnapshot, check_snapshot_settings, load_snapshot, replace_earlier_snapshots
 from loanrules.model import Severity
 from loanrules.plan import Overrides, Planned, build_plan, selected_packs
 from loanrules.registry import Registry
@@ -94,6 +94,7 @@ def execute_run(db_path: str | Path, snapshot_dir: str | Path, *, as_of: str, co
                 packs: Sequence[str] = (), overrides: Overrides = Overrides(), quarantine: bool = False,
                 wait_seconds: float = 0, max_problems: int = 200, progress: Progress | None = None) -> RunResult:
     as_of = _parse_as_of(as_of)
+    check_snapshot_settings(config.snapshot, registry.tables, config.path)
     pack_names = selected_packs(registry, config, packs)
     plan = build_plan(registry, config, pack_names, overrides)  # config errors: before the database is touched
     with database_lock(db_path, wait_seconds):
@@ -220,6 +221,7 @@ def load_only(db_path: str | Path, snapshot_dir: str | Path, *, as_of: str, conf
               progress: Progress | None = None) -> LoadedSnapshot:
     """Store a snapshot, run nothing (``loanrules load``)."""
     as_of = _parse_as_of(as_of)
+    check_snapshot_settings(config.snapshot, registry.tables, config.path)
     with database_lock(db_path, wait_seconds):
         conn = connect(db_path)
         try:
@@ -242,6 +244,7 @@ def validate_snapshot(snapshot_dir: str | Path, *, config: Config, registry: Reg
     import datetime
 
     as_of = _parse_as_of(as_of) if as_of else datetime.date.today().isoformat()
+    check_snapshot_settings(config.snapshot, registry.tables, config.path)
     plan = build_plan(registry, config, selected_packs(registry, config, packs), Overrides())
     with tempfile.TemporaryDirectory(prefix="loanrules-validate-") as scratch:
         conn = connect(Path(scratch) / "validate.db")

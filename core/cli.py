@@ -267,7 +267,7 @@ def checks(session, as_json, verbose):
         records.append({
             "id": contribution_id, "kind": type(item).__name__.lower(), "plugin": registered.plugin,
             "title": item.title, "severity": str(item.severity) if isinstance(item, Check) else None,
-            "params": {p.name: p.to_display(p.default) for p in item.params},
+            "params": {p.name: p.to_display(p.value) for p in item.params},
             "param_docs": {p.name: f"{p.type.value}: {p.description}".rstrip(": ") for p in item.params},
             "tables": list(item.tables), "reference": item.reference, "description": item.description,
             "packs": list(registry.packs_containing(contribution_id)),

@@ -56,12 +56,14 @@ class Param:
     default: Any
     type: ParamType = attrs.field(default=ParamType.INTEGER, converter=ParamType)
     description: str = ""
+    value: Any = attrs.field(init=False, eq=False, repr=False)  # the default, canonical (money in fen)
 
     def __attrs_post_init__(self):
-        # Defaults are written as in a config ("300000" yuan); keep the canonical
-        # value, and a bad default fails at registration, naming the parameter.
+        # Defaults are written as in a config ("300000" yuan) and stay so, which
+        # keeps attrs.evolve() from converting twice; a bad default fails at
+        # registration, naming the parameter.
         try:
-            object.__setattr__(self, "default", self.coerce(self.default))
+            object.__setattr__(self, "value", self.coerce(self.default))
         except ValueError as error:
             raise ValueError(f"parameter {self.name!r}: bad default: {error}") from None
 

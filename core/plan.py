@@ -127,7 +127,7 @@ def build_plan(registry: Registry, config: Config, packs: Sequence[str], overrid
             enabled = False
         if not enabled:
             continue
-        params: dict[str, Any] = {p.name: p.default for p in item.params}
+        params: dict[str, Any] = {p.name: p.value for p in item.params}
         severity = getattr(item, "severity", None)
         overridden = False
         for pack_name in members.get(item.id, ()):

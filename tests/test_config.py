@@ -267,7 +267,7 @@ default = 2026-01-01
 def test_a_full_config_parses_to_the_expected_values(tmp_path):
     path = write_config(tmp_path, FULL)
     config = load_config(path)
-    assert [param.default for param in config.rules[0].params] == [
+    assert [param.value for param in config.rules[0].params] == [
         30, Decimal("0.5"), ("farm",), True, "x", 30_000_050, datetime.date(2026, 1, 1)]
     assert config == Config(
         path=str(path),
@@ -359,7 +359,7 @@ def test_example_config_parses_to_the_expected_values(example):
     [rule] = example.rules
     assert rule.id == "local.large_credit_loan"
     assert rule.params == (Param("limit", "300000", ParamType.MONEY, "largest credit loan, yuan"),)
-    assert rule.params[0].default == 30_000_000  # fen
+    assert rule.params[0].value == 30_000_000  # fen
 
 
 def test_example_config_maps_only_onto_canonical_columns_and_codes(example):

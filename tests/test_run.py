@@ -438,3 +438,13 @@ def test_recovery_and_provision_classifiers_combine_after_the_risk_class(db_path
                                      ("L3", "normal", None, None)]
     rules = sorted(reason["rule"] for reason in json.loads(rows[1][4]))
     assert rules == ["test.class", "test.provision", "test.recovery_a", "test.recovery_b"]
+
+
+def test_a_parameter_keeps_its_default_as_written_so_evolve_is_safe():
+    import attrs
+
+    limit = Param("limit", "300000", ParamType.MONEY)
+    assert (limit.default, limit.value) == ("300000", 30_000_000)
+    assert attrs.evolve(limit, description="yuan").value == 30_000_000
+    with pytest.raises(ValueError, match="parameter 'limit': bad default"):
+        Param("limit", "lots", ParamType.MONEY)

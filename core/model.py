@@ -53,10 +53,10 @@ class ParamType(enum.Enum):
 @attrs.frozen
 class Param:
     name: str = attrs.field(validator=attrs.validators.matches_re(PARAM_NAME))
-    default: Any
+    default: Any = attrs.field(eq=False)  # as written; equal parameters are equal in ``value``
     type: ParamType = attrs.field(default=ParamType.INTEGER, converter=ParamType)
     description: str = ""
-    value: Any = attrs.field(init=False, eq=False, repr=False)  # the default, canonical (money in fen)
+    value: Any = attrs.field(init=False, repr=False)  # the default, canonical (money in fen)
 
     def __attrs_post_init__(self):
         # Defaults are written as in a config ("300000" yuan) and stay so, which

@@ -25,6 +25,7 @@ from loanrules.loader import LoadedSnapshot, check_snapshot_settings, load_snaps
 from loanrules.model import Severity
 from loanrules.plan import Overrides, Planned, build_plan, selected_packs
 from loanrules.registry import Registry
+from loanrules.staging import staged_snapshot
 from loanrules.store import (
     connect,
     database_lock,
@@ -100,13 +101,13 @@ def execute_run(db_path: str | Path, snapshot_dir: str | Path, *, as_of: str, co
     with database_lock(db_path, wait_seconds):
         conn = connect(db_path)
         try:
-            return _run_locked(conn, snapshot_dir, as_of, config, registry, pack_names, plan, overrides,
+            return _run_locked(conn, db_path, snapshot_dir, as_of, config, registry, pack_names, plan, overrides,
                                quarantine, max_problems, progress)
         finally:
             conn.close()
 
 
-def _run_locked(conn, snapshot_dir, as_of, config, registry, pack_names, plan, overrides, quarantine,
+def _run_locked(conn, db_path, snapshot_dir, as_of, config, registry, pack_names, plan, overrides, quarantine,
                 max_problems, progress) -> RunResult:
     ensure_schema(conn)
     recovered = tuple(recover_dead_runs(conn))
@@ -120,11 +121,12 @@ def _run_locked(conn, snapshot_dir, as_of, config, registry, pack_names, plan, o
          json_dumps(_recorded_params(plan)), json_dumps(options), os.getpid(), socket.gethostname()),
     ).lastrowid
     try:
-        with transaction(conn):
+        with staged_snapshot(conn, db_path, snapshot_dir, registry.tables, config.snapshot, progress) as staged, \
+                transaction(conn):
             _prepare_tables(conn, registry)
             snapshot = load_snapshot(conn, snapshot_dir, as_of=as_of, cooperative=config.cooperative,
                                      tables=registry.tables, settings=config.snapshot, quarantine=quarantine,
-                                     max_problems=max_problems, progress=progress)
+                                     max_problems=max_problems, progress=progress, staged=staged)
             previous_snapshot, previous_run, previous_as_of = _previous(conn, config.cooperative, as_of)
             scope = RunScope(run_id=run_id, snapshot_id=snapshot.snapshot_id, as_of=as_of,
                              present_tables=snapshot.tables, all_tables=tuple(registry.tables),
@@ -226,11 +228,12 @@ def load_only(db_path: str | Path, snapshot_dir: str | Path, *, as_of: str, conf
         conn = connect(db_path)
         try:
             ensure_schema(conn)
-            with transaction(conn):
+            with staged_snapshot(conn, db_path, snapshot_dir, registry.tables, config.snapshot,
+                                 progress) as staged, transaction(conn):
                 _prepare_tables(conn, registry)
                 snapshot = load_snapshot(conn, snapshot_dir, as_of=as_of, cooperative=config.cooperative,
                                          tables=registry.tables, settings=config.snapshot, quarantine=quarantine,
-                                         max_problems=max_problems, progress=progress)
+                                         max_problems=max_problems, progress=progress, staged=staged)
                 replace_earlier_snapshots(conn, snapshot, registry.tables)
             return snapshot
         finally:
@@ -247,14 +250,16 @@ def validate_snapshot(snapshot_dir: str | Path, *, config: Config, registry: Reg
     check_snapshot_settings(config.snapshot, registry.tables, config.path)
     plan = build_plan(registry, config, selected_packs(registry, config, packs), Overrides())
     with tempfile.TemporaryDirectory(prefix="loanrules-validate-") as scratch:
-        conn = connect(Path(scratch) / "validate.db")
+        db_path = Path(scratch) / "validate.db"
+        conn = connect(db_path)
         try:
             ensure_schema(conn)
-            with transaction(conn):
+            with staged_snapshot(conn, db_path, snapshot_dir, registry.tables, config.snapshot,
+                                 progress) as staged, transaction(conn):
                 _prepare_tables(conn, registry)
                 snapshot = load_snapshot(conn, snapshot_dir, as_of=as_of, cooperative=config.cooperative,
                                          tables=registry.tables, settings=config.snapshot,
-                                         max_problems=max_problems, progress=progress)
+                                         max_problems=max_problems, progress=progress, staged=staged)
                 scope = RunScope(run_id=0, snapshot_id=snapshot.snapshot_id, as_of=as_of,
                                  present_tables=snapshot.tables, all_tables=tuple(registry.tables),
                                  net_capital=config.net_capital)

@@ -216,5 +216,10 @@ def latest_run_id(conn: sqlite3.Connection, cooperative: str | None = None) -> i
     return row[0] if row else None
 
 
+def quote_identifier(name: str) -> str:
+    """An SQL identifier, whatever characters a column name in an extract holds."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def json_dumps(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import AS_OF, borrower, invoke, loan, query, table_snapshot, write_snapshot
 
-from loanrules import loader
+from loanrules import reading, staging
 from loanrules.config import Config, load_config
 from loanrules.errors import ConfigError, InputProblem, SnapshotRejected
 from loanrules.run import load_only, validate_snapshot
@@ -774,7 +774,7 @@ def test_quoted_fields_with_line_breaks_keep_later_line_numbers_right(tmp_path, 
 
 
 def test_line_numbers_stay_right_across_batches(tmp_path, registry, monkeypatch):
-    monkeypatch.setattr(loader, "BATCH_ROWS", 3)
+    monkeypatch.setattr(reading, "BATCH_ROWS", 3)
     rows = [f'L{i},B1,1.00,0,"{"a" + chr(10) + "b" if i % 4 == 0 else "p"}"' for i in range(20)]
     rows[13] = "L13,B1,bad,0,p"
     directory = write_snapshot(tmp_path / "s", loans=lines(HEADER + ",product", *rows))
@@ -877,14 +877,14 @@ def test_cli_load_stores_the_snapshot_and_prints_the_counts(tmp_path, runner, db
 def read_both_ways(request, monkeypatch):
     """``read_both_ways(action)``: ``action()`` with the in-process reader, then with forked reader processes.
 
-    ``CHILD_PROCESS_MIN_BYTES = 0`` sends every file to a child; with "two children"
-    ``TWO_READERS_MIN_BYTES = 0`` also splits each file between two. Forks are
-    counted, so the test fails if the child path was not taken.
+    ``STAGE_MIN_BYTES = 0`` sends every file to reader processes (staging); with "two
+    children" each file is split between two. Forks are counted, so the test fails
+    if the reader processes were not used.
     """
     two = request.param == "two children"
     if two and (os.cpu_count() or 1) < 2:
         pytest.skip("two readers need two CPUs")
-    monkeypatch.setattr(loader, "BATCH_ROWS", 4)  # several batches cross each pipe
+    monkeypatch.setattr(reading, "BATCH_ROWS", 4)  # several batches per reader
 
     def run(action):
         here = action()
@@ -896,9 +896,8 @@ def read_both_ways(request, monkeypatch):
             return real_fork()
 
         with monkeypatch.context() as patch:
-            patch.setattr(loader, "CHILD_PROCESS_MIN_BYTES", 0)
-            if two:
-                patch.setattr(loader, "TWO_READERS_MIN_BYTES", 0)
+            patch.setattr(staging, "STAGE_MIN_BYTES", 0)
+            patch.setattr(staging, "MAX_READERS", 2 if two else 1)
             patch.setattr(os, "fork", counting_fork)
             child = action()
         assert forks, "the child-process reader was not used"

@@ -1,11 +1,11 @@
-"""Big files are read by child processes, in parts cut at record boundaries: same rows, same lines."""
+"""Big files are staged by reader processes, in parts cut at record boundaries: same rows, same lines."""
 
 from __future__ import annotations
 
 import pytest
 from conftest import AS_OF, loan, query, write_snapshot
 
-from loanrules import loader
+from loanrules import reading, staging
 from loanrules.config import parse_config
 from loanrules.errors import SnapshotRejected
 from loanrules.run import load_only
@@ -15,7 +15,7 @@ def test_split_cuts_only_where_the_quotes_before_are_even(tmp_path):
     path = tmp_path / "t.csv"
     # the middle of the file falls inside a quoted field holding line breaks
     path.write_bytes(b'a,b\n1,x\n2,"multi\nline\n""quoted""\nfield"\n3,y\n4,z\n')
-    parts = loader._split(path, 2, "utf-8")
+    parts = reading.split(path, 2, "utf-8")
     data = path.read_bytes()
     assert len(parts) == 2
     cut = parts[1].start
@@ -28,7 +28,7 @@ def test_split_cuts_only_where_the_quotes_before_are_even(tmp_path):
 def test_split_refuses_encodings_where_bytes_could_lie(tmp_path):
     path = tmp_path / "t.csv"
     path.write_bytes(b"a\n" * 100)
-    assert loader._split(path, 2, "utf-16") == [loader._Part()]
+    assert reading.split(path, 2, "utf-16") == [reading.Part()]
 
 
 @pytest.fixture
@@ -42,8 +42,8 @@ def test_child_readers_store_the_same_rows_and_lines_as_one_process(tmp_path, ma
                                                                     readers):
     config = parse_config({})
     load_only(tmp_path / "here.db", many_loans, as_of=AS_OF, config=config, registry=registry)
-    monkeypatch.setattr(loader, "CHILD_PROCESS_MIN_BYTES", 0)
-    monkeypatch.setattr(loader, "TWO_READERS_MIN_BYTES", 0 if readers == 2 else 1 << 60)
+    monkeypatch.setattr(staging, "STAGE_MIN_BYTES", 0)
+    monkeypatch.setattr(staging, "MAX_READERS", readers)
     loaded = load_only(tmp_path / "children.db", many_loans, as_of=AS_OF, config=config, registry=registry)
     sql = "SELECT loan_id, source_line, product, outstanding_principal FROM loans ORDER BY loan_id"
     assert query(tmp_path / "children.db", sql) == query(tmp_path / "here.db", sql)
@@ -56,8 +56,8 @@ def test_child_readers_report_bad_cells_with_the_right_lines(tmp_path, registry,
     rows[10]["days_past_due"] = "ten"
     rows[1990]["outstanding_principal"] = "-5.00"
     snapshot = write_snapshot(tmp_path / "s", loans=rows)
-    monkeypatch.setattr(loader, "CHILD_PROCESS_MIN_BYTES", 0)
-    monkeypatch.setattr(loader, "TWO_READERS_MIN_BYTES", 0)
+    monkeypatch.setattr(staging, "STAGE_MIN_BYTES", 0)
+    monkeypatch.setattr(staging, "MAX_READERS", 2)
     with pytest.raises(SnapshotRejected) as rejected:
         load_only(tmp_path / "db", snapshot, as_of=AS_OF, config=parse_config({}), registry=registry)
     assert [(p.line, p.column, p.value) for p in rejected.value.problems] == [

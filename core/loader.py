@@ -129,7 +129,7 @@ def _copy_staged(conn, path, layout: Layout, snapshot_id, settings, problems, qu
         if part.unreadable is not None:
             problems.add(locate_decode_error(path, settings, part.unreadable))
             readable = False
-    return stored, staged.sha256, readable
+    return stored, staged.digest.result(), readable
 
 
 def _insert_statement(layout: Layout) -> str:

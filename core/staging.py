@@ -50,12 +50,30 @@ class StagedPart:
     unreadable: InputProblem | None  # the reader could not get past this point
 
 
+class Digest:
+    """sha256 of a file, computed on a thread.
+
+    Started once the readers are done, it overlaps the copy into the results
+    database (SQLite and hashlib both release the GIL) instead of competing
+    with the readers for a core.
+    """
+
+    def __init__(self, path: Path):
+        self._value: list[str] = []
+        self._thread = threading.Thread(target=lambda: self._value.append(file_sha256(path)), daemon=True)
+        self._thread.start()
+
+    def result(self) -> str:
+        self._thread.join()
+        return self._value[0]
+
+
 @attrs.frozen
 class StagedFile:
     path: Path
     layout: Layout
     parts: tuple[StagedPart, ...]
-    sha256: str
+    digest: Digest
 
     @property
     def rows_table(self) -> str:
@@ -121,9 +139,6 @@ def _stage_file(path: Path, layout: Layout, settings: SnapshotSettings, area: Pa
                 progress: Callable[[str], None] | None) -> StagedFile:
     context = multiprocessing.get_context("fork")  # readers inherit the converters (closures)
     parts = split(path, len(schemas), settings.encoding)
-    digest: list[str] = []
-    hashing = threading.Thread(target=lambda: digest.append(file_sha256(path)), daemon=True)
-    hashing.start()  # hashlib releases the GIL: the digest costs no wall time
     readers = []
     for part, schema in zip(parts, schemas):
         receiver, sender = context.Pipe(duplex=False)
@@ -155,9 +170,8 @@ def _stage_file(path: Path, layout: Layout, settings: SnapshotSettings, area: Pa
             if reader.is_alive():
                 reader.kill()
             reader.join()
-    hashing.join()
     staged_parts = tuple(StagedPart(schema, *results[schema]) for schema, _, _ in readers)
-    return StagedFile(path, layout, staged_parts, digest[0])
+    return StagedFile(path, layout, staged_parts, Digest(path))
 
 
 def _receive(receiver, reader, file: str) -> tuple:

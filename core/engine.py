@@ -129,7 +129,8 @@ class Engine:
         return self._views + DERIVED_TABLES
 
     def _compile_sandboxed(self, planned: Planned) -> None:
-        self._build_facts()  # so a rule may read the facts tables
+        # Facts are built after classification; empty ones of the same shape let the rule compile now.
+        self._create_facts(empty=True)
         try:
             with read_only(self.conn, self._readable(), "staged_findings") as authorizer:
                 self.conn.execute(f"SELECT * FROM ({planned.item.sql}) LIMIT 0", self._sql_params(planned))
@@ -137,6 +138,8 @@ class Engine:
             denied = f" ({'; '.join(dict.fromkeys(authorizer.denied))} is not allowed)" if authorizer.denied else ""
             raise ConfigError(f"rule {planned.item.id}: {error}{denied}. Config rules are one read-only "
                               f"SELECT over the snapshot tables") from None
+        finally:
+            self._drop_facts()
 
     def _sql_params(self, planned: Planned) -> dict[str, Any]:
         scope = self.scope
@@ -195,8 +198,8 @@ class Engine:
         if reason:
             self._record(planned, "skipped", reason, 0, 0.0)
             return
-        if "borrower_facts" in item.tables or "collateral_facts" in item.tables:
-            self._build_facts()
+        if planned.sandboxed or "borrower_facts" in item.tables or "collateral_facts" in item.tables:
+            self._build_facts()  # a config rule may read them without saying so
         started = time.perf_counter()
         try:
             with savepoint(self.conn, "contribution"):
@@ -397,13 +400,27 @@ class Engine:
 
         Cross-row checks that each computed their own aggregates took 71% of
         the check time (DESIGN.md, Performance); building them once is cheap.
+        Built after classification, so they carry the computed risk classes;
+        the time it takes is recorded as the contribution ``loanrules.facts``.
         """
         if self._facts_built:
             return
         self._facts_built = True
+        started = time.perf_counter()
+        self._create_facts(empty=False)
+        self.outcomes.append(Outcome("loanrules.facts", "facts", "loanrules", "ok", None,
+                                     self.conn.execute("SELECT count(*) FROM temp.borrower_facts").fetchone()[0],
+                                     round(time.perf_counter() - started, 3), None, {}))
+
+    def _drop_facts(self) -> None:
+        for table in ("borrower_facts", "collateral_facts"):
+            self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+    def _create_facts(self, empty: bool) -> None:
+        self._drop_facts()
         npl = "('substandard', 'doubtful', 'loss')"
         worst = _unrank_case(f"max({_rank_case('{}', RISK_CLASSES)})", RISK_CLASSES)
-        self.conn.execute("DROP TABLE IF EXISTS temp.borrower_facts")
+        where = "0" if empty else "1"
         self.conn.execute(f"""
             CREATE TEMP TABLE borrower_facts AS
             SELECT l.borrower_id,
@@ -420,12 +437,11 @@ class Engine:
             FROM loans l
             LEFT JOIN assessments a ON a.loan_id = l.loan_id
             LEFT JOIN borrowers b ON b.borrower_id = l.borrower_id
-            WHERE coalesce(l.written_off, 0) = 0
+            WHERE coalesce(l.written_off, 0) = 0 AND {where}
             GROUP BY l.borrower_id
         """)
         self.conn.execute("CREATE UNIQUE INDEX temp.borrower_facts_id ON borrower_facts (borrower_id)")
-        self.conn.execute("DROP TABLE IF EXISTS temp.collateral_facts")
-        self.conn.execute("""
+        self.conn.execute(f"""
             CREATE TEMP TABLE collateral_facts AS
             SELECT c.collateral_id, c.collateral_type, c.appraised_value,
                    count(l.loan_id) AS loan_count,
@@ -436,6 +452,7 @@ class Engine:
             FROM collateral c
             LEFT JOIN pledges p ON p.collateral_id = c.collateral_id
             LEFT JOIN loans l ON l.loan_id = p.loan_id
+            WHERE {where}
             GROUP BY c.collateral_id
         """)
         self.conn.execute("CREATE UNIQUE INDEX temp.collateral_facts_id ON collateral_facts (collateral_id)")

@@ -448,3 +448,28 @@ def test_a_parameter_keeps_its_default_as_written_so_evolve_is_safe():
     assert attrs.evolve(limit, description="yuan").value == 30_000_000
     with pytest.raises(ValueError, match="parameter 'limit': bad default"):
         Param("limit", "lots", ParamType.MONEY)
+
+
+def test_facts_are_built_after_classification_and_timed(db_path, snapshot):
+    class WorstClass:
+        @hookimpl
+        def register_classifiers(self, register):
+            register(Classifier(id="test.overdue_class", title="c",
+                                sql="SELECT loan_id, 'doubtful' AS risk_class FROM loans WHERE days_past_due > 0"))
+
+        @hookimpl
+        def register_checks(self, register):
+            register(Check(id="test.worst", title="w", tables=("loans", "borrower_facts"),
+                           sql="SELECT borrower_id, worst_risk_class || ' ' || npl_exposure AS message "
+                               "FROM borrower_facts WHERE worst_risk_class != 'normal'"))
+
+        @hookimpl
+        def register_packs(self, register):
+            register(Pack(name="worst", version="1", title="w", members=["test.overdue_class", "test.worst"]))
+
+    result = run(db_path, snapshot, make_registry(WorstClass()), packs=("worst",))
+    assert query(db_path, "SELECT borrower_id, message FROM findings") == [("B1", "doubtful 4000000")]
+    (facts,) = [o for o in result.outcomes if o.contribution_id == "loanrules.facts"]
+    assert (facts.kind, facts.status, facts.rows) == ("facts", "ok", 2)
+    assert query(db_path, "SELECT kind FROM run_contributions WHERE contribution_id = 'loanrules.facts'") == [
+        ("facts",)]

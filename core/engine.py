@@ -299,25 +299,25 @@ class Engine:
     def _check(self, planned: Planned) -> int:
         item: Check = planned.item
         params = self._sql_params(planned)
-        if item.sql is not None and not planned.sandboxed:
+        if item.sql is not None and not planned.sandboxed:  # the fast path: straight into the findings
             return self.conn.execute(self._findings_insert(self._columns(item.sql, planned), f"({item.sql})",
                                                            planned), params).rowcount
-        else:
-            self.conn.execute("DELETE FROM temp.staged_findings")
-            if planned.sandboxed:
+        # Python checks and config rules go through a staging table first
+        self.conn.execute("DELETE FROM temp.staged_findings")
+        if planned.sandboxed:
+            with read_only(self.conn, self._readable(), "staged_findings"):  # every statement that holds its SQL
                 columns = [c for c in self._columns(item.sql, planned) if c in FINDING_COLUMNS]
                 _require_message(columns, item.id)
                 column_list = ", ".join(columns)
-                with read_only(self.conn, self._readable(), "staged_findings"):
-                    self.conn.execute(f"INSERT INTO temp.staged_findings ({column_list}) "
-                                      f"SELECT {column_list} FROM ({item.sql})", params)
-            else:
-                rows = ((f.loan_id, f.borrower_id, f.collateral_id, None, f.message, _json_or_none(f.details),
-                         str(f.severity) if f.severity else None)
-                        for f in _expect(item.evaluate(self._context(planned)), Finding, item.id))
-                self._insert_batches(f"INSERT INTO temp.staged_findings VALUES ({', '.join('?' * 7)})", rows)
-            return self.conn.execute(self._findings_insert(FINDING_COLUMNS, "temp.staged_findings", planned),
-                                     params).rowcount
+                self.conn.execute(f"INSERT INTO temp.staged_findings ({column_list}) "
+                                  f"SELECT {column_list} FROM ({item.sql})", params)
+        else:
+            rows = ((f.loan_id, f.borrower_id, f.collateral_id, None, f.message, _json_or_none(f.details),
+                     str(f.severity) if f.severity else None)
+                    for f in _expect(item.evaluate(self._context(planned)), Finding, item.id))
+            self._insert_batches(f"INSERT INTO temp.staged_findings VALUES ({', '.join('?' * 7)})", rows)
+        return self.conn.execute(self._findings_insert(FINDING_COLUMNS, "temp.staged_findings", planned),
+                                 params).rowcount
 
     def _findings_insert(self, columns: Sequence[str], source: str, planned: Planned) -> str:
         """INSERT ... SELECT from a check's rows, with the stable key and the status against last time."""

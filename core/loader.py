@@ -32,7 +32,7 @@ from loanrules.errors import ConfigError, InputProblem, SnapshotRejected
 from loanrules.reading import file_sha256, locate_decode_error, open_csv, read_events, read_header, snapshot_files
 from loanrules.schema import ColumnType, TableSpec
 from loanrules.staging import StagedFile
-from loanrules.store import ensure_snapshot_table, json_dumps, quote_identifier, utcnow
+from loanrules.store import ensure_snapshot_table, json_dumps, quote_identifier, savepoint, utcnow
 
 REQUIRED_TABLE = "loans"
 
@@ -44,6 +44,8 @@ class Problems:
     limit: int = 200
     shown: list[InputProblem] = attrs.field(factory=list)
     total: int = 0
+    # duplicate keys are found while copying, but reported with the other cross-row problems
+    later: dict[str, list[InputProblem]] = attrs.field(factory=dict)
 
     def add(self, problem: InputProblem) -> None:
         self.total += 1
@@ -85,17 +87,19 @@ def _load_file(conn: sqlite3.Connection, path: Path, spec: TableSpec, snapshot_i
 
 
 def _stream(conn, path, layout: Layout, snapshot_id, settings, problems, quarantine, staged, progress):
-    """A small file: read, convert and insert here."""
-    insert = _insert_statement(layout)
-    stored, digest, readable = 0, "", True
-    shown = time.monotonic()
+    """A small file: read and convert here, into a temporary table, then copy like a staged file."""
+    columns = ", ".join(map(quote_identifier, (*BOOKKEEPING_COLUMNS, *layout.columns)))
+    conn.execute("DROP TABLE IF EXISTS temp.stage_rows")
+    conn.execute(f"CREATE TEMP TABLE stage_rows ({columns})")
+    insert = f"INSERT INTO temp.stage_rows VALUES ({', '.join('?' * (len(layout.columns) + 2))})"
+    digest, readable, shown, count = "", True, time.monotonic(), 0
     for event in read_events(path, settings, layout, snapshot_id):
         if event[0] == "rows":
-            _, good, count, bad = event
+            _, good, batch_count, bad = event
             conn.executemany(insert, good)
-            stored += count
+            count += batch_count
             if progress and time.monotonic() - shown >= 1:
-                progress(f"loading {path.name}: {stored:,} rows")
+                progress(f"loading {path.name}: {count:,} rows")
                 shown = time.monotonic()
             for line, row, cells in bad:
                 _bad_row(conn, problems, quarantine, snapshot_id, layout, line, row, cells)
@@ -105,22 +109,16 @@ def _stream(conn, path, layout: Layout, snapshot_id, settings, problems, quarant
             readable = False
         else:
             digest = event[1]
+    stored = _copy_rows(conn, path, layout, [("temp", "stage_rows")], snapshot_id, settings, problems, quarantine)
+    conn.execute("DROP TABLE temp.stage_rows")
     return stored, digest or file_sha256(path), readable
 
 
 def _copy_staged(conn, path, layout: Layout, snapshot_id, settings, problems, quarantine, staged: StagedFile,
                  progress):
-    """A big file the readers staged: one INSERT ... SELECT per part, inside SQLite, in file order."""
-    columns = ", ".join(map(quote_identifier, layout.columns))
-    stored, readable = 0, True
+    """A big file the readers staged: copied in by SQLite, part by part, in file order."""
+    readable = True
     for part in staged.parts:
-        if progress:
-            progress(f"storing {path.name}, part {part.schema[-1]}")
-        stored += conn.execute(
-            f"INSERT INTO main.{quote_identifier(layout.spec.name)} "
-            f"({', '.join(map(quote_identifier, BOOKKEEPING_COLUMNS))}, {columns}) "
-            f"SELECT ?, source_line, {columns} FROM {part.schema}.{staged.rows_table} ORDER BY rowid",
-            (snapshot_id,)).rowcount
         bad_rows = conn.cursor()
         bad_rows.execute(f"SELECT line, row, cells FROM {part.schema}.{staged.bad_table} ORDER BY rowid")
         while batch := bad_rows.fetchmany(1000):
@@ -129,13 +127,68 @@ def _copy_staged(conn, path, layout: Layout, snapshot_id, settings, problems, qu
         if part.unreadable is not None:
             problems.add(locate_decode_error(path, settings, part.unreadable))
             readable = False
+    if progress:
+        progress(f"storing {path.name}")
+    sources = [(part.schema, staged.rows_table) for part in staged.parts]
+    stored = _copy_rows(conn, path, layout, sources, snapshot_id, settings, problems, quarantine)
     return stored, staged.digest.result(), readable
 
 
-def _insert_statement(layout: Layout) -> str:
-    columns = ", ".join(map(quote_identifier, (*BOOKKEEPING_COLUMNS, *layout.columns)))
-    placeholders = ", ".join("?" * (len(layout.columns) + 2))
-    return f"INSERT INTO main.{quote_identifier(layout.spec.name)} ({columns}) VALUES ({placeholders})"
+def _copy_rows(conn, path: Path, layout: Layout, sources: list[tuple[str, str]], snapshot_id: int,
+               settings: SnapshotSettings, problems: Problems, quarantine: bool) -> int:
+    """``INSERT ... SELECT`` the converted rows into the snapshot table, in file order.
+
+    The table's unique key index refuses a duplicate key; only then are the
+    duplicates looked for, every occurrence reported, and the other rows copied.
+    """
+    spec = layout.spec
+    columns = ", ".join(map(quote_identifier, layout.columns))
+    target = (f"main.{quote_identifier(spec.name)} "
+              f"({', '.join(map(quote_identifier, BOOKKEEPING_COLUMNS))}, {columns})")
+
+    def copy(where: str = "") -> int:
+        return sum(conn.execute(f"INSERT INTO {target} SELECT ?, source_line, {columns} FROM {schema}.{table} s "
+                                f"{where} ORDER BY s.rowid", (snapshot_id,)).rowcount
+                   for schema, table in sources)
+
+    try:
+        with savepoint(conn, "copy_rows"):
+            return copy()
+    except sqlite3.IntegrityError:
+        if not spec.key:
+            raise
+    key = ", ".join(map(quote_identifier, spec.key))
+    union = " UNION ALL ".join(f"SELECT source_line, {key} FROM {schema}.{table}" for schema, table in sources)
+    conn.execute("DROP TABLE IF EXISTS temp.duplicate_keys")
+    conn.execute(f"CREATE TEMP TABLE duplicate_keys AS SELECT {key}, min(source_line) AS first_line FROM ({union}) "
+                 f"GROUP BY {key} HAVING count(*) > 1")
+    duplicates = conn.execute(f"SELECT u.source_line, {', '.join('u.' + quote_identifier(c) for c in spec.key)}, "
+                              f"d.first_line FROM ({union}) u JOIN temp.duplicate_keys d USING ({key}) "
+                              f"ORDER BY u.source_line").fetchall()
+    matches = " AND ".join(f"d.{quote_identifier(c)} = s.{quote_identifier(c)}" for c in spec.key)
+    found = []
+    for line, *values, first_line in duplicates:
+        where = "appears more than once" if line == first_line else f"duplicate of line {first_line}"
+        found.append(InputProblem(path.name, line, spec.key[0], "/".join(map(str, values)),
+                                  f"duplicate {'+'.join(spec.key)}: {where}"))
+    problems.later[spec.name] = found
+    # the duplicates' other columns are still checked against the tables they name
+    every_column = ", ".join(map(quote_identifier, (*BOOKKEEPING_COLUMNS, *layout.columns)))
+    conn.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier('duplicates_' + spec.name)}")
+    conn.execute(f"CREATE TEMP TABLE {quote_identifier('duplicates_' + spec.name)} AS "
+                 + " UNION ALL ".join(f"SELECT {every_column} FROM {schema}.{table} s WHERE EXISTS "
+                                      f"(SELECT 1 FROM temp.duplicate_keys d WHERE {matches})"
+                                      for schema, table in sources))
+    if quarantine:
+        raw = _raw_records(path, settings, {problem.line for problem in found})
+        for problem in found:
+            _quarantine(conn, snapshot_id, problem, raw.get(problem.line, []))
+    stored = copy(f"WHERE NOT EXISTS (SELECT 1 FROM temp.duplicate_keys d WHERE {matches})")
+    conn.executemany("INSERT INTO temp.rejected_keys VALUES (?, ?)",
+                     [(spec.name, "\x1f".join(map(str, values))) for values in
+                      conn.execute(f"SELECT {key} FROM temp.duplicate_keys").fetchall()])
+    conn.execute("DROP TABLE temp.duplicate_keys")
+    return stored
 
 
 def _raw_key(layout: Layout, row: list[str]) -> str | None:
@@ -185,21 +238,16 @@ def _dependency_order(specs: Iterable[TableSpec]) -> list[TableSpec]:
 def _cross_row_checks(conn, spec: TableSpec, present: Mapping[str, Path], snapshot_id: int,
                       problems: Problems, quarantine: bool, settings: SnapshotSettings) -> None:
     file = present[spec.name].name
-    table = f"main.{quote_identifier(spec.name)}"
-    found: list[tuple[int, InputProblem]] = []  # (rowid, problem)
-    if spec.key:
-        key = ", ".join(map(quote_identifier, spec.key))
-        duplicates = conn.execute(
-            f"SELECT t.rowid, t.source_line, {', '.join('t.' + quote_identifier(c) for c in spec.key)}, d.first_line "
-            f"FROM {table} t JOIN (SELECT {key}, min(source_line) AS first_line FROM {table} "
-            f"WHERE snapshot_id = ? GROUP BY {key} HAVING count(*) > 1) d USING ({key}) "
-            f"WHERE t.snapshot_id = ? ORDER BY t.source_line",
-            (snapshot_id, snapshot_id),
-        ).fetchall()
-        for rowid, line, *values, first_line in duplicates:
-            where = "appears more than once" if line == first_line else f"duplicate of line {first_line}"
-            found.append((rowid, InputProblem(file, line, spec.key[0], "/".join(map(str, values)),
-                                              f"duplicate {'+'.join(spec.key)}: {where}")))
+    for problem in problems.later.pop(spec.name, []):
+        problems.add(problem)
+    duplicates = quote_identifier(f"duplicates_{spec.name}")
+    has_duplicates = conn.execute("SELECT 1 FROM temp.sqlite_master WHERE name = ?",
+                                  (f"duplicates_{spec.name}",)).fetchone() is not None
+    # the stored rows, and the rows left out as duplicates (already reported, already out of the snapshot)
+    sources = [(f"main.{quote_identifier(spec.name)}", "t.snapshot_id = :snapshot_id", True)]
+    if has_duplicates:
+        sources.append((f"temp.{duplicates}", "1", False))
+    found: list[tuple[int | None, InputProblem]] = []  # (rowid to quarantine, problem)
     for reference in spec.references:
         if reference.table not in present:
             continue  # the referenced file is optional and absent: nothing to check against
@@ -208,26 +256,32 @@ def _cross_row_checks(conn, spec: TableSpec, present: Mapping[str, Path], snapsh
                           for c, tc in zip(reference.columns, reference.target_columns))
         not_null = " AND ".join(f"t.{quote_identifier(c)} IS NOT NULL" for c in reference.columns)
         key_text = " || char(31) || ".join(f"t.{quote_identifier(c)}" for c in reference.columns)
-        orphans = conn.execute(
-            f"SELECT t.rowid, t.source_line, {', '.join('t.' + quote_identifier(c) for c in reference.columns)}, "
-            f"EXISTS (SELECT 1 FROM temp.rejected_keys k WHERE k.table_name = ? AND k.key = {key_text}) "
-            f"FROM {table} t WHERE t.snapshot_id = ? AND {not_null} AND NOT EXISTS "
-            f"(SELECT 1 FROM {target} r WHERE r.snapshot_id = t.snapshot_id AND {on}) ORDER BY t.source_line",
-            (reference.table, snapshot_id),
-        ).fetchall()
         target_file = present[reference.table].name
-        for rowid, line, *values, target_was_rejected in orphans:
-            shown = "/".join(map(str, values))
-            names = f"names {'+'.join(reference.target_columns)} {shown!r}"
-            if target_was_rejected and not quarantine:
-                continue  # that row's own problem is already reported; this one follows from it
-            reason = (f"{names}, whose row in {target_file} was quarantined" if target_was_rejected
-                      else f"{names}, which is not in {target_file}")
-            found.append((rowid, InputProblem(file, line, reference.columns[0], shown, reason)))
+        for source, in_snapshot, stored in sources:
+            orphans = conn.execute(
+                f"SELECT t.rowid, t.source_line, {', '.join('t.' + quote_identifier(c) for c in reference.columns)}, "
+                f"EXISTS (SELECT 1 FROM temp.rejected_keys k WHERE k.table_name = :target AND k.key = {key_text}) "
+                f"FROM {source} t WHERE {in_snapshot} AND {not_null} AND NOT EXISTS "
+                f"(SELECT 1 FROM {target} r WHERE r.snapshot_id = :snapshot_id AND {on}) ORDER BY t.source_line",
+                {"target": reference.table, "snapshot_id": snapshot_id},
+            ).fetchall()
+            for rowid, line, *values, target_was_rejected in orphans:
+                shown = "/".join(map(str, values))
+                names = f"names {'+'.join(reference.target_columns)} {shown!r}"
+                if target_was_rejected and not quarantine:
+                    continue  # that row's own problem is already reported; this one follows from it
+                reason = (f"{names}, whose row in {target_file} was quarantined" if target_was_rejected
+                          else f"{names}, which is not in {target_file}")
+                found.append((rowid if stored else None, InputProblem(file, line, reference.columns[0], shown,
+                                                                      reason)))
+    found.sort(key=lambda item: item[1].line or 0)
     for _, problem in found:
         problems.add(problem)
-    if quarantine and found:
-        _quarantine_stored_rows(conn, spec, present[spec.name], settings, snapshot_id, found)
+    to_quarantine = [(rowid, problem) for rowid, problem in found if rowid is not None]
+    if quarantine and to_quarantine:
+        _quarantine_stored_rows(conn, spec, present[spec.name], settings, snapshot_id, to_quarantine)
+    if has_duplicates:
+        conn.execute(f"DROP TABLE temp.{duplicates}")
 
 
 def _quarantine_stored_rows(conn, spec: TableSpec, path: Path, settings: SnapshotSettings, snapshot_id: int,

@@ -127,11 +127,16 @@ def ensure_snapshot_table(conn: sqlite3.Connection, spec: TableSpec, extra_colum
         missing = {name: kind for name, kind in columns.items() if name not in table.columns_dict}
         for name, kind in missing.items():
             table.add_column(name, kind)
-    # Lookups within one snapshot by key and by the columns that join other tables.
-    # Few on purpose: each index costs time on every nightly insert.
-    index_sets = [("snapshot_id", *spec.key)] if spec.key else []
-    index_sets += [("snapshot_id", *reference.columns) for reference in spec.references]
-    if not index_sets:
+    # The key is unique within a snapshot: SQLite then finds duplicates while it
+    # inserts, at no extra cost (a separate GROUP BY took 0.4 s per 1M loans).
+    # Other indexes serve the joins on references; few on purpose, since each
+    # costs time on every nightly insert.
+    if spec.key:
+        table.create_index(("snapshot_id", *spec.key), index_name=f"{spec.name}_key", unique=True,
+                           if_not_exists=True)
+    index_sets = [("snapshot_id", *reference.columns) for reference in spec.references
+                  if tuple(reference.columns) != spec.key[:len(reference.columns)]]
+    if not spec.key and not index_sets:
         index_sets.append(("snapshot_id",))
     for columns_ in dict.fromkeys(index_sets):
         table.create_index(columns_, if_not_exists=True)

@@ -28,7 +28,7 @@ from common import (
 )
 
 NAME = "load"
-REPEATS = 2
+REPEATS = 3
 TARGET_RATIO = 2.5
 
 

@@ -62,3 +62,14 @@ def test_child_readers_report_bad_cells_with_the_right_lines(tmp_path, registry,
         load_only(tmp_path / "db", snapshot, as_of=AS_OF, config=parse_config({}), registry=registry)
     assert [(p.line, p.column, p.value) for p in rejected.value.problems] == [
         (12, "days_past_due", "ten"), (1992, "outstanding_principal", "-5.00")]
+
+
+def test_a_killed_runs_scratch_directory_is_removed_by_the_next_load(tmp_path, many_loans, registry, monkeypatch):
+    monkeypatch.setattr(staging, "STAGE_MIN_BYTES", 0)
+    db = tmp_path / "results.db"
+    stale = tmp_path / ".results.db.staging-dead"
+    stale.mkdir()
+    (stale / "loanrules_stage0.db").write_bytes(b"left by kill -9")
+    load_only(db, many_loans, as_of=AS_OF, config=parse_config({}), registry=registry)
+    assert not stale.exists()
+    assert [p.name for p in tmp_path.iterdir() if "staging" in p.name] == []  # its own is gone too

@@ -58,6 +58,11 @@ class RunScope:
     previous_run_id: int | None = None
     previous_as_of: str | None = None
     net_capital: int | None = None
+    cooperative: str = "default"
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _rank_case(expression: str, vocabulary: Sequence[str]) -> str:
@@ -98,12 +103,24 @@ class Engine:
             where = f"snapshot_id = {int(previous)}" if previous is not None else "0"
             self._view(f"prev_{name}", f'SELECT * FROM main."{name}" WHERE {where}')
             views += [name, f"prev_{name}"]
+        # every earlier as-of of this cooperative, with its date: for checks over a loan's history
+        earlier_snapshots = (f"SELECT snapshot_id, as_of FROM main.snapshots WHERE cooperative = "
+                             f"{_sql_literal(scope.cooperative)} AND as_of < {_sql_literal(scope.as_of)}")
+        for name in scope.all_tables:
+            self._view(f"history_{name}", f'SELECT s.as_of AS as_of, t.* FROM main."{name}" t '
+                                          f"JOIN ({earlier_snapshots}) s ON s.snapshot_id = t.snapshot_id")
+            views.append(f"history_{name}")
+        earlier_runs = (f"SELECT run_id, as_of FROM main.runs WHERE cooperative = {_sql_literal(scope.cooperative)} "
+                        f"AND as_of < {_sql_literal(scope.as_of)} AND superseded_by IS NULL "
+                        f"AND status IN ('succeeded', 'partial')")
         for name in ("assessments", "findings"):
             self._view(name, f"SELECT * FROM main.{name} WHERE run_id = {int(scope.run_id)}")
             previous = scope.previous_run_id
             where = f"run_id = {int(previous)}" if previous is not None else "0"
             self._view(f"prev_{name}", f"SELECT * FROM main.{name} WHERE {where}")
-            views += [name, f"prev_{name}"]
+            self._view(f"history_{name}", f"SELECT r.as_of AS as_of, t.* FROM main.{name} t "
+                                          f"JOIN ({earlier_runs}) r ON r.run_id = t.run_id")
+            views += [name, f"prev_{name}", f"history_{name}"]
         self._views = tuple(views)
         self.conn.execute("DROP TABLE IF EXISTS temp.staged_findings")
         self.conn.execute(f"CREATE TEMP TABLE staged_findings ({', '.join(FINDING_COLUMNS)})")
@@ -177,7 +194,8 @@ class Engine:
             self._write_assessments()
             for planned in others:
                 self._isolated(planned, self._classify)
-            self._apply_other_verdicts()
+            succeeded = {o.contribution_id for o in self.outcomes if o.status == "ok"}
+            self._apply_other_verdicts({p.item.assigns.value for p in others if p.item.id in succeeded})
         for planned in self.plan:
             if isinstance(planned.item, Check):
                 self._isolated(planned, self._check)
@@ -195,6 +213,8 @@ class Engine:
             reason = "needs " + ", ".join(f"{t}.csv" for t in missing) + ", which this snapshot does not have"
         elif item.needs_history and self.scope.previous_snapshot_id is None:
             reason = "needs a previous as-of of this cooperative, and this is the first"
+        elif item.needs_net_capital and self.scope.net_capital is None:
+            reason = "needs the cooperative's net capital: set cooperative.net_capital in the config"
         if reason:
             self._record(planned, "skipped", reason, 0, 0.0)
             return
@@ -274,7 +294,7 @@ class Engine:
             WHERE coalesce(l.written_off, 0) = 0
         """, {"run_id": self.scope.run_id})
 
-    def _apply_other_verdicts(self) -> None:
+    def _apply_other_verdicts(self, fields_assessed: set[str]) -> None:
         rank = _rank_case("value", RECOVERY_CATEGORIES)
         combine = {
             "recovery_category": _unrank_case(f"max({rank})", RECOVERY_CATEGORIES),
@@ -293,6 +313,10 @@ class Engine:
                         FROM temp.verdicts v WHERE v.field = '{field}' AND v.loan_id = assessments.loan_id))
                 WHERE run_id = :run_id AND loan_id IN (SELECT loan_id FROM temp.verdicts WHERE field = '{field}')
             """, {"run_id": self.scope.run_id})
+        if "required_provision" in fields_assessed:
+            # a provision classifier names the loans that need one; every other loan needs none
+            self.conn.execute("UPDATE main.assessments SET required_provision = 0 "
+                              "WHERE run_id = ? AND required_provision IS NULL", (self.scope.run_id,))
 
     # ------------------------------------------------------------ check
 

@@ -174,6 +174,7 @@ class _Contribution:
     reference: str = ""
     description: str = ""
     needs_history: bool = False  # skipped, with the reason, when there is no previous as-of
+    needs_net_capital: bool = False  # skipped, with the reason, when the config gives no net capital
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

@@ -131,7 +131,8 @@ def _run_locked(conn, db_path, snapshot_dir, as_of, config, registry, pack_names
             scope = RunScope(run_id=run_id, snapshot_id=snapshot.snapshot_id, as_of=as_of,
                              present_tables=snapshot.tables, all_tables=tuple(registry.tables),
                              previous_snapshot_id=previous_snapshot, previous_run_id=previous_run,
-                             previous_as_of=previous_as_of, net_capital=config.net_capital)
+                             previous_as_of=previous_as_of, net_capital=config.net_capital,
+                             cooperative=config.cooperative)
             engine = Engine(conn, plan, scope, progress)
             try:
                 outcomes = engine.run()
@@ -262,7 +263,7 @@ def validate_snapshot(snapshot_dir: str | Path, *, config: Config, registry: Reg
                                          max_problems=max_problems, progress=progress, staged=staged)
                 scope = RunScope(run_id=0, snapshot_id=snapshot.snapshot_id, as_of=as_of,
                                  present_tables=snapshot.tables, all_tables=tuple(registry.tables),
-                                 net_capital=config.net_capital)
+                                 net_capital=config.net_capital, cooperative=config.cooperative)
                 engine = Engine(conn, plan, scope)
                 engine.prepare()  # compiles the config's SQL rules
                 engine.close()

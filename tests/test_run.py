@@ -433,9 +433,10 @@ def test_recovery_and_provision_classifiers_combine_after_the_risk_class(db_path
     run(db_path, snapshot, make_registry(Recovery()), packs=("recovery",))
     rows = query(db_path, "SELECT loan_id, risk_class, recovery_category, required_provision, reasons "
                           "FROM assessments ORDER BY loan_id")
-    assert [r[:4] for r in rows] == [("L1", "normal", None, None),
+    # a loan no provision classifier named needs none: 0, not unknown
+    assert [r[:4] for r in rows] == [("L1", "normal", None, 0),
                                      ("L2", "substandard", "recoverable_with_effort", 1_000_000),
-                                     ("L3", "normal", None, None)]
+                                     ("L3", "normal", None, 0)]
     rules = sorted(reason["rule"] for reason in json.loads(rows[1][4]))
     assert rules == ["test.class", "test.provision", "test.recovery_a", "test.recovery_b"]
 

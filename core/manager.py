@@ -29,7 +29,7 @@ from loanrules import hookspecs
 from loanrules.errors import PluginError, UsageError
 
 ENTRY_POINT_GROUP = "loanrules"
-BUILTIN_PLUGINS = ("loanrules.plugins.data_quality",)
+BUILTIN_PLUGINS = ("loanrules.plugins.data_quality", "loanrules.plugins.npl_classification")
 
 
 @attrs.frozen

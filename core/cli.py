@@ -25,6 +25,7 @@ from tabulate import tabulate
 import loanrules
 from loanrules import results
 from loanrules.config import Config, load_config
+from loanrules.docs import pack_markdown
 from loanrules.errors import LoanrulesError, SnapshotRejected
 from loanrules.manager import PluginManager
 from loanrules.model import Check, Severity
@@ -292,10 +293,17 @@ def checks(session, as_json, verbose):
 
 @cli.command()
 @json_option
+@click.option("--markdown", "markdown_pack", metavar="NAME", help="Print the documentation of one pack.")
 @pass_session
-def packs(session, as_json):
+def packs(session, as_json, markdown_pack):
     """Installed packs with their versions and members."""
     registry = session.registry
+    if markdown_pack:
+        if markdown_pack not in registry.packs:
+            raise click.BadParameter(f"no pack {markdown_pack!r} (known: {', '.join(sorted(registry.packs))})",
+                                     param_hint="--markdown")
+        click.echo(pack_markdown(registry, markdown_pack), nl=False)
+        return
     records = [{"name": pack.name, "version": pack.version, "title": pack.title, "description": pack.description,
                 "plugins": list(registry.pack_plugins[name]),
                 "members": {member_id: {"params": dict(m.params), "severity": str(m.severity) if m.severity else None}

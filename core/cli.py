@@ -51,6 +51,9 @@ class LoanrulesGroup(click.Group):
             ctx.exit(error.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:  # `loanrules export ... | head`: the reader has had enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except Exception as error:  # an internal error: still one line, unless debugging
             if os.environ.get("LOANRULES_DEBUG"):
                 traceback.print_exc()
@@ -415,7 +418,7 @@ def export(session, what, db, run_id, fmt, output, config_path):
     run = results.resolve_run(conn, run_id)
     masker = _masker(session, config_path)
     rows = (masker.row(row) for row in results.export_rows(conn, what, run))
-    _, columns, _ = results.EXPORTS[what]
+    columns = results.export_columns(what)
     handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
     with contextlib.closing(handle) if output else contextlib.nullcontext(handle):
         if fmt == "csv":

@@ -6,6 +6,7 @@ personal data leaves masked unless the config says otherwise.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +26,28 @@ EXPORTS = {
     "tasks": ("collection_tasks", ("run_id", "task_id", "borrower_id", "loan_ids", "step", "assignee", "due_date",
                                    "priority", "status"), ()),
 }
+# Export-only columns for people, derived from a stored one.
+EXPLAINED = {"assessments": "reasons"}
+
+
+def export_columns(what: str) -> tuple[str, ...]:
+    columns = EXPORTS[what][1]
+    return (*columns, "explanation") if what in EXPLAINED else columns
+
+
+def explain(reasons: str | None) -> str:
+    """The reasons JSON of an assessment as one line a credit officer can read."""
+    parts = []
+    for reason in json.loads(reasons or "[]"):
+        details = dict(reason.get("details") or {})
+        rule = details.pop("floor", None) or details.pop("rule", None) or reason.get("rule", "")
+        if "required_provision" in reason:
+            outcome = f"provision {format_fen(reason['required_provision'])}"
+        else:
+            outcome = next((str(reason[key]) for key in ("risk_class", "recovery_category") if key in reason), "")
+        facts = ", ".join(_fact(key, value) for key, value in details.items() if value is not None)
+        parts.append(f"{outcome}: {rule}" + (f" ({facts})" if facts else ""))
+    return "; ".join(parts)
 
 
 def open_results(db_path: str | Path) -> sqlite3.Connection:
@@ -132,6 +155,12 @@ def diff(conn: sqlite3.Connection, older: sqlite3.Row, newer: sqlite3.Row) -> Di
     return Diff(older, newer, new, resolved, per_check)
 
 
+def _fact(key: str, value) -> str:
+    if key.endswith("_fen") and isinstance(value, int):  # amounts read in yuan
+        return f"{key.removesuffix('_fen')} {format_fen(value)}"
+    return f"{key} {value}"
+
+
 def export_rows(conn: sqlite3.Connection, what: str, run: sqlite3.Row) -> Iterator[dict]:
     table, columns, money = EXPORTS[what]
     cursor = conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE run_id = ? ORDER BY rowid",
@@ -140,4 +169,6 @@ def export_rows(conn: sqlite3.Connection, what: str, run: sqlite3.Row) -> Iterat
         record = dict(zip(columns, row))
         for name in money:
             record[name] = format_fen(record[name])
+        if what in EXPLAINED:
+            record["explanation"] = explain(record[EXPLAINED[what]])
         yield record

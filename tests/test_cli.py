@@ -35,8 +35,8 @@ def two_nights(tmp_path, runner):
     night2 = write_snapshot(tmp_path / "n2", loans=[
         loan("L1"), loan("L2", maturity_date="2026-01-01"),
         loan("L3", outstanding_principal="100000.02", branch_id="BR02")])
-    assert invoke(runner, "run", night1, "--as-of", "2026-11-26", "--db", db).exit_code == 0
-    assert invoke(runner, "run", night2, "--as-of", AS_OF, "--db", db).exit_code == 0
+    for night, as_of in ((night1, "2026-11-26"), (night2, AS_OF)):
+        assert invoke(runner, "run", night, "--as-of", as_of, "--db", db, "--pack", "data-quality").exit_code == 0
     return db
 
 
@@ -85,7 +85,7 @@ def test_diff_lists_new_and_resolved_per_check(runner, two_nights):
 
 def test_a_check_skipped_tonight_resolves_nothing(runner, two_nights, tmp_path):
     night3 = write_snapshot(tmp_path / "n3", loans=[loan("L2", maturity_date="2026-01-01")])
-    invoke(runner, "run", night3, "--as-of", "2026-11-28", "--db", two_nights,
+    invoke(runner, "run", night3, "--as-of", "2026-11-28", "--db", two_nights, "--pack", "data-quality",
            "--disable", "data.outstanding_exceeds_principal")
     result = json.loads(invoke(runner, "diff", "--db", two_nights, "--json").output)
     assert result["resolved"] == []
@@ -155,7 +155,7 @@ def test_demo_runs_end_to_end_and_is_deterministic(runner, tmp_path):
 
 def test_run_summary_shows_every_contribution_and_the_totals(runner, tmp_path):
     snapshot = write_snapshot(tmp_path / "s", loans=[loan("L1", outstanding_principal="100000.01")])
-    result = invoke(runner, "run", snapshot, "--as-of", AS_OF, "--db", tmp_path / "db")
+    result = invoke(runner, "run", snapshot, "--as-of", AS_OF, "--db", tmp_path / "db", "--pack", "data-quality")
     lines = result.output.splitlines()
     assert any(line.split()[:3] == ["data.outstanding_exceeds_principal", "check", "ok"] for line in lines)
     assert "findings: 1 critical, 0 warning, 0 info; 1 new, 0 persisting, 0 resolved" in result.output

@@ -320,7 +320,8 @@ def test_cli_exit_codes_follow_the_contract(runner, tmp_path, snapshot):
     db = tmp_path / "cli.db"
     ok = invoke(runner, "run", snapshot, "--as-of", AS_OF, "--db", db, "--pack", "data-quality")
     assert ok.exit_code == 0, ok.output
-    assert invoke(runner, "run", snapshot, "--as-of", AS_OF, "--db", db, "--fail-on", "info").exit_code == 0
+    assert invoke(runner, "run", snapshot, "--as-of", AS_OF, "--db", db, "--pack", "data-quality",
+                  "--fail-on", "info").exit_code == 0
     overdrawn = write_snapshot(tmp_path / "overdrawn", loans=[loan("L1", outstanding_principal="100000.01")])
     found = invoke(runner, "run", overdrawn, "--as-of", AS_OF, "--db", db, "--fail-on", "critical")
     assert found.exit_code == 1, found.output

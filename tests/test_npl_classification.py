@@ -240,8 +240,6 @@ def test_non_retail_spread_also_lifts_a_special_mention_sibling(night):
     assert [d["floor"] for _, d in floors(night.db, "L2")] == ["non_retail_spread", "overdue_days"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the spread reason rounds borrower_npl_share to 4 places, so a share "
-                                       "just above 10% reads 0.1 against more_than_share 0.1")
 def test_non_retail_spread_reason_shows_a_share_above_its_threshold(night):
     night(loans=two_loans("10000.01", "89999.99"), borrowers=[debtor("B1", borrower_type="enterprise")])
     spread = floor(night.db, "L2", "non_retail_spread")
@@ -376,8 +374,6 @@ def test_collateral_haircut_is_taken_off_the_appraised_value(night):
     assert (category, details["covered_fen"], details["coverage"]) == ("recoverable_with_effort", 7000000, 0.875)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: coverage is compared in floating point: 1400000 fen x (1 - 0.30) is "
-                                       "979999.9999999999, coverage 0.9999999999999999 < full_coverage 1.0")
 def test_collateral_covering_exactly_the_exposure_after_the_haircut_is_recoverable(night):
     night(loans=[loan("L1", outstanding_principal="9800.00", days_past_due=100)], borrowers=[debtor("B1")],
           collateral=[collateral("C1", "14000.00")], pledges=[pledge("L1", "C1")],
@@ -649,9 +645,6 @@ def test_npl_computed_but_recorded_normal_earlier_counts_as_non_performing(night
     assert [f[4]["last_non_performing"] for f in findings(night.db, EARLY_UPGRADE)] == ["2026-10-27"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the history window is `as_of >= date(:as_of, '-6 months')`, so a loan "
-                                       "last non-performing exactly six months ago is reported 'less than 6 months "
-                                       "ago'")
 def test_npl_recorded_normal_exactly_six_months_later_without_arrears_is_no_early_upgrade(night):
     night(as_of="2026-05-27", loans=[loan("L1", days_past_due=100, recorded_class="substandard")],
           borrowers=[debtor("B1")])
@@ -659,13 +652,20 @@ def test_npl_recorded_normal_exactly_six_months_later_without_arrears_is_no_earl
     assert findings(night.db, EARLY_UPGRADE) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: date('2026-08-31', '-6 months') is 2026-03-03 in SQLite (Feb 31 "
-                                       "overflows), so a loan non-performing on 2026-03-02 falls out of the window")
 def test_npl_five_months_before_a_month_end_as_of_is_an_early_upgrade(night):
     night(as_of="2026-03-02", loans=[loan("L1", days_past_due=100, recorded_class="substandard")],
           borrowers=[debtor("B1")])
     night(as_of="2026-08-31", loans=[loan("L1", recorded_class="normal")], borrowers=[debtor("B1")])
     assert [f[4]["last_non_performing"] for f in findings(night.db, EARLY_UPGRADE)] == ["2026-03-02"]
+
+
+def test_npl_upgraded_long_ago_with_arrears_still_unpaid_is_an_early_upgrade(night):
+    night(as_of="2026-03-27", loans=[loan("L1", days_past_due=100, recorded_class="substandard")],
+          borrowers=[debtor("B1")])
+    night(as_of="2026-11-27", loans=[loan("L1", recorded_class="special_mention", days_past_due=20)],
+          borrowers=[debtor("B1")])
+    (finding,) = findings(night.db, EARLY_UPGRADE)
+    assert finding[4]["last_non_performing"] == "2026-03-27" and finding[4]["days_past_due"] == 20
 
 
 # ------------------------------------------------------------ the pack through the command line

@@ -56,6 +56,11 @@ OVER_CLASSIFIED = Check(
     """,
 )
 
+# "N months before" the as-of, never past a month's end: SQLite's own
+# date('2026-08-31', '-6 months') rolls over to 2026-03-03.
+_MONTHS_BEFORE = ("min(date(:as_of, '-' || {n} || ' months'), "
+                  "date(:as_of, 'start of month', '-' || {n} || ' months', '+1 month', '-1 day'))")
+
 EARLY_UPGRADE = Check(
     id="classification.early_upgrade",
     title="Non-performing loan upgraded before the upgrade conditions hold",
@@ -63,21 +68,23 @@ EARLY_UPGRADE = Check(
     tables=("loans",),
     needs_history=True,
     params=(Param("months", 6, ParamType.INTEGER,
-                  "months of normal repayment after the loan was last non-performing"),),
+                  "months of normal repayment after the loan was last non-performing"),
+            Param("history_months", 24, ParamType.INTEGER,
+                  "how far back the stored history is read for a loan's last non-performing as-of")),
     reference=f"{MEASURES_2023}: upgrade out of non-performing only once arrears are cleared and then 2 periods "
               "or 6 months of normal repayment (REFERENCE.md §1)",
-    description="A loan recorded non-performing (or computed so) at an earlier as-of of this cooperative is now "
-                "recorded performing (normal or special mention) while principal or interest is still overdue, "
-                "or fewer than `months` months after the last as-of at which it was non-performing. Reads the "
-                "stored history of snapshots and runs within the window.",
+    description="A loan recorded or computed non-performing at an earlier as-of of this cooperative (within "
+                "`history_months`) is now recorded performing (normal or special mention) while principal or "
+                "interest is still overdue, or before `months` full months have passed since that as-of (a "
+                "loan last non-performing exactly six months ago may be upgraded).",
     sql=f"""
         WITH last_npl AS (
             SELECT loan_id, max(as_of) AS as_of FROM (
                 SELECT loan_id, as_of FROM history_loans
-                WHERE recorded_class IN {_NPL} AND as_of >= date(:as_of, '-' || :months || ' months')
+                WHERE recorded_class IN {_NPL} AND as_of > {_MONTHS_BEFORE.format(n=':history_months')}
                 UNION ALL
                 SELECT loan_id, as_of FROM history_assessments
-                WHERE risk_class IN {_NPL} AND as_of >= date(:as_of, '-' || :months || ' months')
+                WHERE risk_class IN {_NPL} AND as_of > {_MONTHS_BEFORE.format(n=':history_months')}
             ) GROUP BY loan_id
         )
         SELECT l.loan_id, l.borrower_id,
@@ -89,6 +96,8 @@ EARLY_UPGRADE = Check(
                            'interest_arrears_fen', l.interest_arrears, 'months_required', :months) AS details
         FROM loans l JOIN last_npl n ON n.loan_id = l.loan_id
         WHERE l.recorded_class IN ('normal', 'special_mention') AND coalesce(l.written_off, 0) = 0
+          AND (l.days_past_due > 0 OR coalesce(l.interest_arrears, 0) > 0
+               OR n.as_of > {_MONTHS_BEFORE.format(n=':months')})
     """,
 )
 

@@ -67,8 +67,8 @@ FROM floors WHERE restructured_rank = 3
 UNION ALL
 SELECT f.loan_id, 'substandard',
        json_object('floor', 'non_retail_spread', 'borrower_type', n.borrower_type,
-                   'borrower_npl_share', round(n.npl_exposure * 1.0 / n.exposure, 4),
-                   'more_than_share', :non_retail_npl_share)
+                   'borrower_npl_share', n.npl_exposure * 1.0 / n.exposure, 'more_than_share', :non_retail_npl_share,
+                   'borrower_npl_exposure_fen', n.npl_exposure, 'borrower_exposure_fen', n.exposure)
 FROM floors f JOIN non_retail n ON n.borrower_id = f.borrower_id
 -- exact: npl/exposure > share, in integers (share in basis points)
 WHERE n.npl_exposure * 10000 > n.exposure * CAST(round(:non_retail_npl_share * 10000) AS INTEGER)
@@ -156,20 +156,26 @@ secured_by AS (
     JOIN collateral c ON c.collateral_id = p.collateral_id AND c.registration_status = 'registered'
     JOIN loans l ON l.loan_id = p.loan_id
     JOIN pledges p2 ON p2.collateral_id = p.collateral_id
-    JOIN loans l2 ON l2.loan_id = p2.loan_id
+    JOIN loans l2 ON l2.loan_id = p2.loan_id AND coalesce(l2.written_off, 0) = 0
     WHERE p.loan_id IN (SELECT loan_id FROM npl)
     GROUP BY p.loan_id, p.collateral_id
 ),
 coverage AS (
+    -- whole fen, so the comparisons below are exact integer arithmetic
     SELECT loan_id,
-           sum(CASE WHEN collateral_exposure > 0
-                    THEN appraised_value * (1 - :collateral_haircut) * loan_outstanding / collateral_exposure
-                    ELSE 0 END) AS covered
+           CAST(round(sum(CASE WHEN collateral_exposure > 0
+                               THEN appraised_value * (1 - :collateral_haircut) * loan_outstanding
+                                    / collateral_exposure
+                               ELSE 0 END)) AS INTEGER) AS covered
     FROM secured_by GROUP BY loan_id
 ),
 facts AS (
     SELECT n.loan_id, n.exposure, coalesce(c.covered, 0) AS covered,
            CASE WHEN n.exposure > 0 THEN coalesce(c.covered, 0) * 1.0 / n.exposure ELSE 1 END AS ratio,
+           coalesce(c.covered, 0) * 10000 >= n.exposure * CAST(round(:full_coverage * 10000) AS INTEGER)
+               AS fully_covered,
+           coalesce(c.covered, 0) * 10000 < n.exposure * CAST(round(:weak_coverage * 10000) AS INTEGER)
+               AS weakly_covered,
            b.repayment_willingness, b.repayment_capacity, b.whereabouts_known, b.deceased_or_dissolved,
            b.in_litigation
     FROM npl n LEFT JOIN coverage c ON c.loan_id = n.loan_id LEFT JOIN borrowers b ON b.borrower_id = n.borrower_id
@@ -177,10 +183,10 @@ facts AS (
 decided AS (
     SELECT *,
            CASE
-               WHEN ratio >= :full_coverage THEN 'registered_collateral_covers_exposure'
-               WHEN ratio < :weak_coverage AND deceased_or_dissolved = 1 THEN 'deceased_or_dissolved'
-               WHEN ratio < :weak_coverage AND whereabouts_known = 0 THEN 'whereabouts_unknown'
-               WHEN ratio < :weak_coverage AND repayment_capacity = 'none' THEN 'no_capacity_to_repay'
+               WHEN fully_covered THEN 'registered_collateral_covers_exposure'
+               WHEN weakly_covered AND deceased_or_dissolved = 1 THEN 'deceased_or_dissolved'
+               WHEN weakly_covered AND whereabouts_known = 0 THEN 'whereabouts_unknown'
+               WHEN weakly_covered AND repayment_capacity = 'none' THEN 'no_capacity_to_repay'
                WHEN repayment_willingness IN ('good', 'fair') AND repayment_capacity = 'normal'
                     AND coalesce(in_litigation, 0) = 0 AND coalesce(whereabouts_known, 1) = 1
                     AND coalesce(deceased_or_dissolved, 0) = 0 THEN 'willing_and_able'
@@ -193,7 +199,7 @@ SELECT loan_id,
                  WHEN 'willing_and_able' THEN 'recoverable'
                  WHEN 'needs_effort' THEN 'recoverable_with_effort'
                  ELSE 'unrecoverable_for_now' END AS recovery_category,
-       json_object('rule', rule, 'coverage', round(ratio, 4), 'covered_fen', CAST(round(covered) AS INTEGER),
+       json_object('rule', rule, 'coverage', round(ratio, 4), 'covered_fen', covered,
                    'exposure_fen', exposure, 'repayment_willingness', repayment_willingness,
                    'repayment_capacity', repayment_capacity, 'whereabouts_known', whereabouts_known,
                    'deceased_or_dissolved', deceased_or_dissolved, 'in_litigation', in_litigation) AS details

@@ -145,10 +145,15 @@ def bench_env(load_plugins: str = "") -> dict[str, str]:
     return env
 
 
-def timed(command: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, str]:
-    """Run ``command``; return (wall seconds, stdout). A non-zero exit is a ``BenchError``."""
+def timed(command: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+          timeout: float | None = None) -> tuple[float, str]:
+    """Run ``command``; return (wall seconds, stdout). A non-zero exit, or ``timeout`` seconds passing
+    (the command is then killed), is a ``BenchError``."""
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
+    try:
+        done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{' '.join(command)} did not finish within {timeout:g} s (killed)") from None
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise BenchError(f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")

@@ -134,7 +134,8 @@ class Engine:
         """Drop the run's temp views and tables: after this, names mean the stored tables again."""
         for name in self._views:
             self.conn.execute(f'DROP VIEW IF EXISTS temp."{name}"')
-        for table in ("staged_findings", "staged_tasks", "verdicts", "borrower_facts", "collateral_facts"):
+        for table in ("staged_findings", "staged_tasks", "verdicts", "risk_classes", "borrower_facts",
+                      "collateral_facts"):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
         self._views, self._facts_built = (), False
 
@@ -191,11 +192,11 @@ class Engine:
         if classifiers:
             for planned in risk:
                 self._isolated(planned, self._classify)
-            self._write_assessments()
+            self._settle_risk_classes()
             for planned in others:
                 self._isolated(planned, self._classify)
             succeeded = {o.contribution_id for o in self.outcomes if o.status == "ok"}
-            self._apply_other_verdicts({p.item.assigns.value for p in others if p.item.id in succeeded})
+            self._write_assessments({p.item.assigns.value for p in others if p.item.id in succeeded})
         for planned in self.plan:
             if isinstance(planned.item, Check):
                 self._isolated(planned, self._check)
@@ -277,46 +278,61 @@ class Engine:
         if bad:
             raise ContributionFailed(f"loan {bad[0]!r}: {bad[1]!r} is not a valid {field}")
 
-    def _write_assessments(self) -> None:
-        """One assessment per loan on the books: the worst risk class wins, every verdict is a reason."""
-        rank = _rank_case("v.value", RISK_CLASSES)
-        self.conn.execute("CREATE INDEX IF NOT EXISTS temp.verdicts_loan ON verdicts (field, loan_id)")
+    def _settle_risk_classes(self) -> None:
+        """Each loan's worst class, in a temporary table the other classifiers read as ``assessments``.
+
+        The stored assessments are written once, at the end of the stage: one
+        INSERT, rather than an INSERT and then an UPDATE per field (which took
+        longer than all the classifiers together on 1M loans).
+        """
+        rank = _rank_case("value", RISK_CLASSES)
+        # grouped through this index, each loan's verdicts come in rowid order: the order they were given
+        self.conn.execute("CREATE INDEX temp.verdicts_by_loan ON verdicts (loan_id)")
+        self.conn.execute("DROP TABLE IF EXISTS temp.risk_classes")
         self.conn.execute(f"""
-            INSERT INTO main.assessments (run_id, loan_id, borrower_id, risk_class, recorded_class, reasons)
-            SELECT :run_id, l.loan_id, l.borrower_id, coalesce(w.risk_class, 'normal'), l.recorded_class,
-                   coalesce(w.reasons, '[]')
+            CREATE TEMP TABLE risk_classes AS
+            SELECT l.loan_id, l.borrower_id, coalesce(w.risk_class, 'normal') AS risk_class, l.recorded_class
             FROM loans l LEFT JOIN (
-                SELECT v.loan_id, {_unrank_case(f'max({rank})', RISK_CLASSES)} AS risk_class,
-                       json_group_array(json_object('rule', v.contribution_id, 'risk_class', v.value,
-                           'details', json(coalesce(v.details, '{{}}')), 'reference', v.reference)) AS reasons
-                FROM temp.verdicts v WHERE v.field = 'risk_class' GROUP BY v.loan_id
+                SELECT loan_id, {_unrank_case(f'max({rank})', RISK_CLASSES)} AS risk_class
+                FROM temp.verdicts WHERE field = 'risk_class' GROUP BY loan_id
             ) w ON w.loan_id = l.loan_id
             WHERE coalesce(l.written_off, 0) = 0
-        """, {"run_id": self.scope.run_id})
+        """)
+        self._view("assessments", f"SELECT {int(self.scope.run_id)} AS run_id, loan_id, borrower_id, risk_class, "
+                                  "recorded_class, NULL AS recovery_category, NULL AS required_provision, "
+                                  "'[]' AS reasons FROM temp.risk_classes")
 
-    def _apply_other_verdicts(self, fields_assessed: set[str]) -> None:
-        rank = _rank_case("value", RECOVERY_CATEGORIES)
-        combine = {
-            "recovery_category": _unrank_case(f"max({rank})", RECOVERY_CATEGORIES),
-            "required_provision": "max(value)",
-        }
-        for field, aggregate in combine.items():
-            self.conn.execute(f"""
-                UPDATE main.assessments SET
-                    {field} = (SELECT {aggregate} FROM temp.verdicts v
-                               WHERE v.field = '{field}' AND v.loan_id = assessments.loan_id),
-                    reasons = (SELECT json_group_array(json(value)) FROM (
-                        SELECT value FROM json_each(assessments.reasons)
-                        UNION ALL
-                        SELECT json_object('rule', v.contribution_id, '{field}', v.value,
-                               'details', json(coalesce(v.details, '{{}}')), 'reference', v.reference)
-                        FROM temp.verdicts v WHERE v.field = '{field}' AND v.loan_id = assessments.loan_id))
-                WHERE run_id = :run_id AND loan_id IN (SELECT loan_id FROM temp.verdicts WHERE field = '{field}')
-            """, {"run_id": self.scope.run_id})
-        if "required_provision" in fields_assessed:
-            # a provision classifier names the loans that need one; every other loan needs none
-            self.conn.execute("UPDATE main.assessments SET required_provision = 0 "
-                              "WHERE run_id = ? AND required_provision IS NULL", (self.scope.run_id,))
+    def _write_assessments(self, fields_assessed: set[str]) -> None:
+        """One assessment per loan on the books: the worst class and the worst recovery category win,
+        the largest provision wins, and every verdict is a reason, in the order the classifiers ran.
+
+        In three steps through temporary tables: as one statement, SQLite took
+        twice as long (5.3 s against 2.2 s on 1M loans).
+        """
+        recovery_rank = _rank_case("value", RECOVERY_CATEGORIES)
+        self.conn.execute("DROP TABLE IF EXISTS temp.verdict_summary")
+        self.conn.execute(f"""
+            CREATE TEMP TABLE verdict_summary AS
+            SELECT loan_id,
+                   max(CASE field WHEN 'recovery_category' THEN {recovery_rank} END) AS recovery_rank,
+                   max(CASE field WHEN 'required_provision' THEN value END) AS required_provision,
+                   json_group_array(json_object('rule', contribution_id, field, value,
+                       'details', json(coalesce(details, '{{}}')), 'reference', reference)) AS reasons
+            FROM temp.verdicts INDEXED BY verdicts_by_loan GROUP BY loan_id
+        """)
+        self.conn.execute("CREATE UNIQUE INDEX temp.verdict_summary_loan ON verdict_summary (loan_id)")
+        # a provision classifier names the loans that need one; every other loan needs none
+        no_provision = "0" if "required_provision" in fields_assessed else "NULL"
+        self.conn.execute(f"""
+            INSERT INTO main.assessments (run_id, loan_id, borrower_id, risk_class, recorded_class,
+                                          recovery_category, required_provision, reasons)
+            SELECT :run_id, r.loan_id, r.borrower_id, r.risk_class, r.recorded_class,
+                   {_unrank_case('v.recovery_rank', RECOVERY_CATEGORIES)},
+                   coalesce(v.required_provision, {no_provision}), coalesce(v.reasons, '[]')
+            FROM temp.risk_classes r LEFT JOIN temp.verdict_summary v ON v.loan_id = r.loan_id
+        """, {"run_id": self.scope.run_id})
+        self.conn.execute("DROP TABLE temp.verdict_summary")
+        self._view("assessments", f"SELECT * FROM main.assessments WHERE run_id = {int(self.scope.run_id)}")
 
     # ------------------------------------------------------------ check
 

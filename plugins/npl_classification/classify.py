@@ -28,8 +28,9 @@ CLASS_PARAMS = (
 # Ranks 1..5 = normal .. loss. One CTE computes each loan's own floors; the
 # borrower-level spread reads them, so the rule needs no second pass.
 FIVE_CATEGORY_SQL = """
-WITH floors AS (
+WITH floors AS MATERIALIZED (
     SELECT l.loan_id, l.borrower_id, l.outstanding_principal, l.days_past_due, l.restructured_date,
+           b.borrower_type,
            CASE WHEN l.days_past_due > :loss_days THEN 5
                 WHEN l.days_past_due > :doubtful_days THEN 4
                 WHEN l.days_past_due > :substandard_days THEN 3
@@ -38,17 +39,17 @@ WITH floors AS (
            CASE WHEN l.restructured_date <= :as_of
                  AND julianday(:as_of) - julianday(l.restructured_date) < :restructured_observation_days
                 THEN 3 ELSE 1 END AS restructured_rank
-    FROM loans l
+    FROM loans l LEFT JOIN borrowers b ON b.borrower_id = l.borrower_id
     WHERE coalesce(l.written_off, 0) = 0
 ),
 non_retail AS (
-    SELECT f.borrower_id, b.borrower_type,
-           sum(f.outstanding_principal) AS exposure,
-           sum(CASE WHEN max(f.overdue_rank, f.restructured_rank) >= 3 THEN f.outstanding_principal ELSE 0 END)
+    SELECT borrower_id, borrower_type,
+           sum(outstanding_principal) AS exposure,
+           sum(CASE WHEN max(overdue_rank, restructured_rank) >= 3 THEN outstanding_principal ELSE 0 END)
                AS npl_exposure
-    FROM floors f JOIN borrowers b ON b.borrower_id = f.borrower_id
-    WHERE b.borrower_type IN (SELECT value FROM json_each(:non_retail_types))
-    GROUP BY f.borrower_id
+    FROM floors
+    WHERE borrower_type IN (SELECT value FROM json_each(:non_retail_types))
+    GROUP BY borrower_id
 )
 SELECT loan_id,
        CASE overdue_rank WHEN 2 THEN 'special_mention' WHEN 3 THEN 'substandard'
@@ -69,15 +70,13 @@ SELECT f.loan_id, 'substandard',
        json_object('floor', 'non_retail_spread', 'borrower_type', n.borrower_type,
                    'borrower_npl_share', n.npl_exposure * 1.0 / n.exposure, 'more_than_share', :non_retail_npl_share,
                    'borrower_npl_exposure_fen', n.npl_exposure, 'borrower_exposure_fen', n.exposure)
-FROM floors f JOIN non_retail n ON n.borrower_id = f.borrower_id
+FROM non_retail n JOIN floors f ON f.borrower_id = n.borrower_id
 -- exact: npl/exposure > share, in integers (share in basis points)
 WHERE n.npl_exposure * 10000 > n.exposure * CAST(round(:non_retail_npl_share * 10000) AS INTEGER)
   AND max(f.overdue_rank, f.restructured_rank) < 3
 UNION ALL
-SELECT f.loan_id, 'normal',
-       json_object('floor', 'borrower_type_unknown', 'treated_as', 'retail')
-FROM floors f LEFT JOIN borrowers b ON b.borrower_id = f.borrower_id
-WHERE b.borrower_type IS NULL
+SELECT loan_id, 'normal', json_object('floor', 'borrower_type_unknown', 'treated_as', 'retail')
+FROM floors WHERE borrower_type IS NULL
 """
 
 FIVE_CATEGORY = Classifier(
@@ -145,40 +144,34 @@ RECOVERY_PARAMS = (
 # their outstanding; only registered collateral counts.
 RECOVERY_SQL = """
 WITH npl AS (
-    SELECT a.loan_id, l.borrower_id, l.outstanding_principal + coalesce(l.interest_arrears, 0) AS exposure
+    SELECT a.loan_id, l.borrower_id, l.outstanding_principal,
+           l.outstanding_principal + coalesce(l.interest_arrears, 0) AS exposure
     FROM assessments a JOIN loans l ON l.loan_id = a.loan_id
     WHERE a.risk_class IN ('substandard', 'doubtful', 'loss')
 ),
-secured_by AS (
-    SELECT p.loan_id, l.outstanding_principal AS loan_outstanding, c.appraised_value,
-           sum(l2.outstanding_principal) AS collateral_exposure
-    FROM pledges p
-    JOIN collateral c ON c.collateral_id = p.collateral_id AND c.registration_status = 'registered'
-    JOIN loans l ON l.loan_id = p.loan_id
-    JOIN pledges p2 ON p2.collateral_id = p.collateral_id
-    JOIN loans l2 ON l2.loan_id = p2.loan_id AND coalesce(l2.written_off, 0) = 0
-    WHERE p.loan_id IN (SELECT loan_id FROM npl)
-    GROUP BY p.loan_id, p.collateral_id
-),
-coverage AS (
-    -- whole fen, so the comparisons below are exact integer arithmetic
-    SELECT loan_id,
-           CAST(round(sum(CASE WHEN collateral_exposure > 0
-                               THEN appraised_value * (1 - :collateral_haircut) * loan_outstanding
-                                    / collateral_exposure
-                               ELSE 0 END)) AS INTEGER) AS covered
-    FROM secured_by GROUP BY loan_id
+covered AS MATERIALIZED (
+    -- correlated lookups through the pledges indexes: a join of materialized
+    -- aggregates here made SQLite scan them once per loan (minutes at 1M loans)
+    SELECT n.*,
+           coalesce((
+               SELECT CAST(round(sum(c.appraised_value * (1 - :collateral_haircut) * n.outstanding_principal
+                                     / (SELECT sum(l2.outstanding_principal) FROM pledges p2
+                                        JOIN loans l2 ON l2.loan_id = p2.loan_id AND coalesce(l2.written_off, 0) = 0
+                                        WHERE p2.collateral_id = p.collateral_id))) AS INTEGER)
+               FROM pledges p
+               JOIN collateral c ON c.collateral_id = p.collateral_id AND c.registration_status = 'registered'
+               WHERE p.loan_id = n.loan_id), 0) AS covered
+    FROM npl n
 ),
 facts AS (
-    SELECT n.loan_id, n.exposure, coalesce(c.covered, 0) AS covered,
-           CASE WHEN n.exposure > 0 THEN coalesce(c.covered, 0) * 1.0 / n.exposure ELSE 1 END AS ratio,
-           coalesce(c.covered, 0) * 10000 >= n.exposure * CAST(round(:full_coverage * 10000) AS INTEGER)
-               AS fully_covered,
-           coalesce(c.covered, 0) * 10000 < n.exposure * CAST(round(:weak_coverage * 10000) AS INTEGER)
-               AS weakly_covered,
+    -- whole fen, so the comparisons are exact integer arithmetic
+    SELECT v.loan_id, v.exposure, v.covered,
+           CASE WHEN v.exposure > 0 THEN v.covered * 1.0 / v.exposure ELSE 1 END AS ratio,
+           v.covered * 10000 >= v.exposure * CAST(round(:full_coverage * 10000) AS INTEGER) AS fully_covered,
+           v.covered * 10000 < v.exposure * CAST(round(:weak_coverage * 10000) AS INTEGER) AS weakly_covered,
            b.repayment_willingness, b.repayment_capacity, b.whereabouts_known, b.deceased_or_dissolved,
            b.in_litigation
-    FROM npl n LEFT JOIN coverage c ON c.loan_id = n.loan_id LEFT JOIN borrowers b ON b.borrower_id = n.borrower_id
+    FROM covered v LEFT JOIN borrowers b ON b.borrower_id = v.borrower_id
 ),
 decided AS (
     SELECT *,

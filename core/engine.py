@@ -134,8 +134,8 @@ class Engine:
         """Drop the run's temp views and tables: after this, names mean the stored tables again."""
         for name in self._views:
             self.conn.execute(f'DROP VIEW IF EXISTS temp."{name}"')
-        for table in ("staged_findings", "staged_tasks", "verdicts", "risk_classes", "borrower_facts",
-                      "collateral_facts"):
+        for table in ("staged_findings", "staged_tasks", "verdicts", "risk_classes", "verdict_summary",
+                      "borrower_facts", "collateral_facts"):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
         self._views, self._facts_built = (), False
 
@@ -279,9 +279,10 @@ class Engine:
             raise ContributionFailed(f"loan {bad[0]!r}: {bad[1]!r} is not a valid {field}")
 
     def _settle_risk_classes(self) -> None:
-        """Each loan's worst class, in a temporary table the other classifiers read as ``assessments``.
+        """Each classified loan's worst class; the other classifiers read them as ``assessments``.
 
-        The stored assessments are written once, at the end of the stage: one
+        Only loans with a verdict are kept (the rest are normal), and the
+        stored assessments are written once, at the end of the stage: one
         INSERT, rather than an INSERT and then an UPDATE per field (which took
         longer than all the classifiers together on 1M loans).
         """
@@ -291,16 +292,19 @@ class Engine:
         self.conn.execute("DROP TABLE IF EXISTS temp.risk_classes")
         self.conn.execute(f"""
             CREATE TEMP TABLE risk_classes AS
-            SELECT l.loan_id, l.borrower_id, coalesce(w.risk_class, 'normal') AS risk_class, l.recorded_class
-            FROM loans l LEFT JOIN (
-                SELECT loan_id, {_unrank_case(f'max({rank})', RISK_CLASSES)} AS risk_class
-                FROM temp.verdicts WHERE field = 'risk_class' GROUP BY loan_id
-            ) w ON w.loan_id = l.loan_id
-            WHERE coalesce(l.written_off, 0) = 0
+            SELECT loan_id, {_unrank_case(f'max({rank})', RISK_CLASSES)} AS risk_class
+            FROM temp.verdicts INDEXED BY verdicts_by_loan WHERE field = 'risk_class' GROUP BY loan_id
         """)
-        self._view("assessments", f"SELECT {int(self.scope.run_id)} AS run_id, loan_id, borrower_id, risk_class, "
-                                  "recorded_class, NULL AS recovery_category, NULL AS required_provision, "
-                                  "'[]' AS reasons FROM temp.risk_classes")
+        self.conn.execute("CREATE UNIQUE INDEX temp.risk_classes_loan ON risk_classes (loan_id)")
+        self._view("assessments", self._classified_loans(
+            f"{int(self.scope.run_id)} AS run_id, l.loan_id, l.borrower_id, coalesce(r.risk_class, 'normal') "
+            "AS risk_class, l.recorded_class, NULL AS recovery_category, NULL AS required_provision, "
+            "'[]' AS reasons"))
+
+    @staticmethod
+    def _classified_loans(columns: str, more_joins: str = "") -> str:
+        return (f"SELECT {columns} FROM loans l LEFT JOIN temp.risk_classes r ON r.loan_id = l.loan_id "
+                f"{more_joins} WHERE coalesce(l.written_off, 0) = 0")
 
     def _write_assessments(self, fields_assessed: set[str]) -> None:
         """One assessment per loan on the books: the worst class and the worst recovery category win,
@@ -323,15 +327,13 @@ class Engine:
         self.conn.execute("CREATE UNIQUE INDEX temp.verdict_summary_loan ON verdict_summary (loan_id)")
         # a provision classifier names the loans that need one; every other loan needs none
         no_provision = "0" if "required_provision" in fields_assessed else "NULL"
-        self.conn.execute(f"""
-            INSERT INTO main.assessments (run_id, loan_id, borrower_id, risk_class, recorded_class,
-                                          recovery_category, required_provision, reasons)
-            SELECT :run_id, r.loan_id, r.borrower_id, r.risk_class, r.recorded_class,
-                   {_unrank_case('v.recovery_rank', RECOVERY_CATEGORIES)},
-                   coalesce(v.required_provision, {no_provision}), coalesce(v.reasons, '[]')
-            FROM temp.risk_classes r LEFT JOIN temp.verdict_summary v ON v.loan_id = r.loan_id
-        """, {"run_id": self.scope.run_id})
-        self.conn.execute("DROP TABLE temp.verdict_summary")
+        self.conn.execute(
+            "INSERT INTO main.assessments (run_id, loan_id, borrower_id, risk_class, recorded_class, "
+            "recovery_category, required_provision, reasons) " + self._classified_loans(
+                f"{int(self.scope.run_id)}, l.loan_id, l.borrower_id, coalesce(r.risk_class, 'normal'), "
+                f"l.recorded_class, {_unrank_case('v.recovery_rank', RECOVERY_CATEGORIES)}, "
+                f"coalesce(v.required_provision, {no_provision}), coalesce(v.reasons, '[]')",
+                "LEFT JOIN temp.verdict_summary v ON v.loan_id = l.loan_id"))
         self._view("assessments", f"SELECT * FROM main.assessments WHERE run_id = {int(self.scope.run_id)}")
 
     # ------------------------------------------------------------ check

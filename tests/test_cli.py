@@ -146,6 +146,7 @@ def test_config_can_show_personal_data(runner, named_run, tmp_path):
 def test_demo_runs_end_to_end_and_is_deterministic(runner, tmp_path):
     first = invoke(runner, "demo", "--dir", tmp_path / "a", "--loans", "300", "-q")
     second = invoke(runner, "demo", "--dir", tmp_path / "b", "--loans", "300", "-q")
+    assert second.exit_code == 0, second.output
     assert first.exit_code == 0, first.output
     # three month-ends, the last one summarised, with history to compare against
     assert "run 3 succeeded: Demo Rural Credit Cooperative as of 2026-11-27" in first.output

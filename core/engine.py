@@ -25,7 +25,7 @@ from loanrules.model import AssessmentField, Check, Classifier, Finding, Strateg
 from loanrules.plan import Planned
 from loanrules.sandbox import read_only
 from loanrules.schema import DERIVED_TABLES, RECOVERY_CATEGORIES, RISK_CLASSES
-from loanrules.store import json_dumps, savepoint
+from loanrules.store import json_dumps, quote_identifier, savepoint
 
 FINDING_COLUMNS = ("loan_id", "borrower_id", "collateral_id", "subject", "message", "details", "severity")
 TASK_COLUMNS = ("borrower_id", "loan_ids", "step", "assignee", "due_date", "priority")
@@ -98,16 +98,17 @@ class Engine:
         scope = self.scope
         views = []
         for name in scope.all_tables:
-            self._view(name, f'SELECT * FROM main."{name}" WHERE snapshot_id = {int(scope.snapshot_id)}')
+            stored = f"main.{quote_identifier(name)}"
+            self._view(name, f"SELECT * FROM {stored} WHERE snapshot_id = {int(scope.snapshot_id)}")
             previous = scope.previous_snapshot_id
             where = f"snapshot_id = {int(previous)}" if previous is not None else "0"
-            self._view(f"prev_{name}", f'SELECT * FROM main."{name}" WHERE {where}')
+            self._view(f"prev_{name}", f"SELECT * FROM {stored} WHERE {where}")
             views += [name, f"prev_{name}"]
         # every earlier as-of of this cooperative, with its date: for checks over a loan's history
         earlier_snapshots = (f"SELECT snapshot_id, as_of FROM main.snapshots WHERE cooperative = "
                              f"{_sql_literal(scope.cooperative)} AND as_of < {_sql_literal(scope.as_of)}")
         for name in scope.all_tables:
-            self._view(f"history_{name}", f'SELECT s.as_of AS as_of, t.* FROM main."{name}" t '
+            self._view(f"history_{name}", f"SELECT s.as_of AS as_of, t.* FROM main.{quote_identifier(name)} t "
                                           f"JOIN ({earlier_snapshots}) s ON s.snapshot_id = t.snapshot_id")
             views.append(f"history_{name}")
         earlier_runs = (f"SELECT run_id, as_of FROM main.runs WHERE cooperative = {_sql_literal(scope.cooperative)} "
@@ -133,15 +134,15 @@ class Engine:
     def close(self) -> None:
         """Drop the run's temp views and tables: after this, names mean the stored tables again."""
         for name in self._views:
-            self.conn.execute(f'DROP VIEW IF EXISTS temp."{name}"')
+            self.conn.execute(f"DROP VIEW IF EXISTS temp.{quote_identifier(name)}")
         for table in ("staged_findings", "staged_tasks", "verdicts", "risk_classes", "verdict_summary",
                       "borrower_facts", "collateral_facts"):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
         self._views, self._facts_built = (), False
 
     def _view(self, name: str, select: str) -> None:
-        self.conn.execute(f'DROP VIEW IF EXISTS temp."{name}"')
-        self.conn.execute(f'CREATE TEMP VIEW "{name}" AS {select}')
+        self.conn.execute(f"DROP VIEW IF EXISTS temp.{quote_identifier(name)}")
+        self.conn.execute(f"CREATE TEMP VIEW {quote_identifier(name)} AS {select}")
 
     def _readable(self) -> tuple[str, ...]:
         return self._views + DERIVED_TABLES

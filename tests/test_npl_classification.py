@@ -668,6 +668,14 @@ def test_npl_upgraded_long_ago_with_arrears_still_unpaid_is_an_early_upgrade(nig
     assert finding[4]["last_non_performing"] == "2026-03-27" and finding[4]["days_past_due"] == 20
 
 
+def test_a_loan_still_non_performing_today_is_under_classified_not_an_early_upgrade(night):
+    for as_of, days in (("2026-10-27", 170), ("2026-11-27", 200)):
+        night(as_of=as_of, loans=[loan("L1", days_past_due=days, recorded_class="special_mention")],
+              borrowers=[debtor("B1")])
+    assert findings(night.db, EARLY_UPGRADE) == []
+    assert [f[0] for f in findings(night.db, "classification.under_classified")] == ["L1"]
+
+
 # ------------------------------------------------------------ the pack through the command line
 
 

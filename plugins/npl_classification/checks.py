@@ -76,7 +76,8 @@ EARLY_UPGRADE = Check(
     description="A loan recorded or computed non-performing at an earlier as-of of this cooperative (within "
                 "`history_months`) is now recorded performing (normal or special mention) while principal or "
                 "interest is still overdue, or before `months` full months have passed since that as-of (a "
-                "loan last non-performing exactly six months ago may be upgraded).",
+                "loan last non-performing exactly six months ago may be upgraded). A loan the rules still make "
+                "non-performing today is left to classification.under_classified.",
     sql=f"""
         WITH last_npl AS (
             SELECT loan_id, max(as_of) AS as_of FROM (
@@ -95,7 +96,10 @@ EARLY_UPGRADE = Check(
                json_object('last_non_performing', n.as_of, 'days_past_due', l.days_past_due,
                            'interest_arrears_fen', l.interest_arrears, 'months_required', :months) AS details
         FROM loans l JOIN last_npl n ON n.loan_id = l.loan_id
+        LEFT JOIN assessments a ON a.loan_id = l.loan_id
         WHERE l.recorded_class IN ('normal', 'special_mention') AND coalesce(l.written_off, 0) = 0
+          -- still non-performing by the rules today: under_classified reports it, not this check
+          AND coalesce(a.risk_class, 'normal') NOT IN {_NPL}
           AND (l.days_past_due > 0 OR coalesce(l.interest_arrears, 0) > 0
                OR n.as_of > {_MONTHS_BEFORE.format(n=':months')})
     """,

@@ -29,7 +29,8 @@ from loanrules import hookspecs
 from loanrules.errors import PluginError, UsageError
 
 ENTRY_POINT_GROUP = "loanrules"
-BUILTIN_PLUGINS = ("loanrules.plugins.data_quality", "loanrules.plugins.npl_classification")
+BUILTIN_PLUGINS = ("loanrules.plugins.data_quality", "loanrules.plugins.npl_classification",
+                   "loanrules.plugins.collateral_checks")
 
 
 @attrs.frozen

@@ -1,0 +1,465 @@
+"""Collateral checks: loan-to-value, valuation, appraisers, registration, site verification,
+repeated mortgages and dynamic monitoring (REFERENCE.md §4, the cooperatives' own practice)."""
+
+from loanrules import Check, Param, ParamType, Severity
+
+PRACTICE = "Rural credit cooperative management guidance, collateral (REFERENCE.md §4)"
+_NPL = "('substandard', 'doubtful', 'loss')"
+# A loan on the book: not written off. Written-off loans keep their rows in some extracts but no longer
+# count against the collateral that secured them.
+_ON_BOOK = "coalesce({}.written_off, 0) = 0"
+_SECURED = "('mortgage', 'pledge')"
+
+# Largest loan-to-value per collateral type: typical policy, not a regulation; every one a parameter.
+LTV_DEFAULTS = (
+    ("house", "0.70"),
+    ("commercial_property", "0.60"),
+    ("land_use_right", "0.50"),
+    ("forest_right", "0.50"),
+    ("equipment", "0.50"),
+    ("vehicle", "0.50"),
+    ("deposit", "0.90"),
+    ("bond", "0.90"),
+    ("other", "0.50"),
+)
+LTV_PARAMS = tuple(
+    Param(f"max_ltv_{kind}", default, ParamType.DECIMAL,
+          f"largest loan-to-value for {kind.replace('_', ' ')} collateral (typical policy)"
+          + ("; also collateral with no type" if kind == "other" else ""))
+    for kind, default in LTV_DEFAULTS
+)
+LTV_SOURCE = "LTV limits per collateral type: typical policy of rural credit cooperatives, parameters"
+
+
+def _ltv_limit_bp(collateral_type: str) -> str:
+    """SQL: the type's largest loan-to-value in basis points (integer); no type counts as `other`."""
+    whens = " ".join(f"WHEN '{kind}' THEN CAST(round(:max_ltv_{kind} * 10000) AS INTEGER)"
+                     for kind, _ in LTV_DEFAULTS if kind != "other")
+    return f"CASE {collateral_type} {whens} ELSE CAST(round(:max_ltv_other * 10000) AS INTEGER) END"
+
+
+def _yuan(fen: str) -> str:
+    """SQL text for an amount in fen as decimal yuan, exact."""
+    return f"printf('%d.%02d', ({fen}) / 100, ({fen}) % 100)"
+
+
+def _percent(numerator: str, denominator: str) -> str:
+    """SQL text for a share as a percentage; 'n/a' when the denominator is zero or missing."""
+    return (f"CASE WHEN ({denominator}) > 0 THEN printf('%.2f%%', 100.0 * ({numerator}) / ({denominator})) "
+            f"ELSE 'n/a' END")
+
+
+def _days_between(earlier: str, later: str) -> str:
+    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+
+
+# Each collateral securing a loan on the books: its type's limit (basis points), the loans' outstanding and
+# secured totals, and whether any of them is recorded non-performing.
+_COLLATERAL_EXPOSURE = f"""
+    SELECT c.collateral_id, c.collateral_type, c.appraised_value, c.appraiser_id,
+           {_ltv_limit_bp('c.collateral_type')} AS limit_bp,
+           s.exposure, s.secured, s.npl
+    FROM collateral c
+    JOIN (SELECT p.collateral_id, sum(l.outstanding_principal) AS exposure, sum(p.secured_amount) AS secured,
+                 max(CASE WHEN l.recorded_class IN {_NPL} THEN 1 ELSE 0 END) AS npl
+          FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
+          WHERE {_ON_BOOK.format('l')}
+          GROUP BY p.collateral_id) s ON s.collateral_id = c.collateral_id
+"""
+
+# The loans on the books a collateral secures, as a JSON array: built only for the findings' rows.
+_LOANS_JSON = f"""
+    (SELECT json_group_array(json_object('loan_id', loan_id, 'borrower_id', borrower_id, 'lien_rank', lien_rank,
+                                         'outstanding_fen', outstanding_principal, 'secured_fen', secured_amount))
+     FROM (SELECT l.loan_id, l.borrower_id, p.lien_rank, l.outstanding_principal, p.secured_amount
+           FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
+           WHERE p.collateral_id = x.collateral_id AND {_ON_BOOK.format('l')}
+           ORDER BY coalesce(p.lien_rank, 1), l.loan_id))
+"""
+
+LTV_EXCEEDED = Check(
+    id="collateral.ltv_exceeded",
+    title="Loans secured by a collateral above its loan-to-value limit",
+    severity=Severity.WARNING,
+    tables=("loans", "collateral", "pledges"),
+    params=LTV_PARAMS,
+    reference=f"{PRACTICE}: review values prudently, no overestimation; {LTV_SOURCE}",
+    description="For each collateral, the outstanding principal of every loan on the books it secures (all lien "
+                "ranks together; written-off loans left out) divided by its appraised value, against the largest "
+                "loan-to-value of its type (`max_ltv_house` ...; a collateral with no type counts as `other`). "
+                "Strictly above the limit is a finding; exactly at it is not. The details list the loans with "
+                "their lien ranks. Collateral with no appraised value is not judged here.",
+    sql=f"""
+        SELECT collateral_id,
+               coalesce(collateral_type, 'collateral') || ' appraised at ' || {_yuan('appraised_value')} ||
+               ' yuan secures ' || {_yuan('exposure')} || ' yuan: loan-to-value ' ||
+               {_percent('exposure', 'appraised_value')} || ' above ' || printf('%.2f%%', limit_bp / 100.0)
+               AS message,
+               json_object('exposure_fen', exposure, 'value_fen', appraised_value,
+                           'ratio', CASE WHEN appraised_value > 0 THEN round(1.0 * exposure / appraised_value, 4)
+                                    END,
+                           'limit', limit_bp / 10000.0, 'collateral_type', collateral_type,
+                           'loans', json({_LOANS_JSON})) AS details
+        FROM ({_COLLATERAL_EXPOSURE}) x
+        WHERE appraised_value IS NOT NULL AND exposure * 10000 > appraised_value * limit_bp
+    """,
+)
+
+APPRAISAL_STALE = Check(
+    id="collateral.appraisal_stale",
+    title="Collateral appraisal older than the maximum age for its type",
+    severity=Severity.WARNING,
+    tables=("loans", "collateral", "pledges"),
+    params=(
+        Param("max_age_days", 365, ParamType.INTEGER,
+              "largest age of an appraisal, in days, for real estate and rights (house, commercial property, "
+              "land use right, forest right) and other collateral"),
+        Param("movables_max_age_days", 180, ParamType.INTEGER,
+              "largest age of an appraisal, in days, for the `movable_types`"),
+        Param("movable_types", "equipment, vehicle", ParamType.TEXT_LIST,
+              "collateral types whose value moves faster, judged against `movables_max_age_days`"),
+        Param("exempt_types", "deposit, bond", ParamType.TEXT_LIST,
+              "collateral types held at face value, never stale"),
+    ),
+    reference=f"{PRACTICE}: monitor collateral dynamically (revaluation, value changes); maximum ages are "
+              "typical policy, parameters",
+    description="A collateral that secures a loan on the books (not written off) whose appraisal_date is more "
+                "than `max_age_days` (365) days before the as-of, or `movables_max_age_days` (180) for equipment "
+                "and vehicles; an appraisal exactly at the maximum age is not stale. A collateral with no "
+                "appraisal date is reported as never appraised. Deposits and bonds (`exempt_types`) are valued "
+                "at face and never stale.",
+    sql=f"""
+        SELECT collateral_id,
+               CASE WHEN appraisal_date IS NULL THEN coalesce(collateral_type, 'collateral') ||
+                         ' has no appraisal date'
+                    ELSE coalesce(collateral_type, 'collateral') || ' appraised on ' || appraisal_date || ', ' ||
+                         age_days || ' days ago (at most ' || max_age_days || ')' END AS message,
+               json_object('collateral_type', collateral_type, 'appraisal_date', appraisal_date,
+                           'age_days', age_days, 'max_age_days', max_age_days, 'appraiser_id', appraiser_id)
+               AS details
+        FROM (SELECT c.collateral_id, c.collateral_type, c.appraisal_date, c.appraiser_id,
+                     {_days_between('c.appraisal_date', ':as_of')} AS age_days,
+                     CASE WHEN c.collateral_type IN (SELECT value FROM json_each(:movable_types))
+                          THEN :movables_max_age_days ELSE :max_age_days END AS max_age_days
+              FROM collateral c
+              WHERE coalesce(c.collateral_type, 'other') NOT IN (SELECT value FROM json_each(:exempt_types))
+                AND EXISTS (SELECT 1 FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
+                            WHERE p.collateral_id = c.collateral_id AND {_ON_BOOK.format('l')}))
+        WHERE appraisal_date IS NULL OR age_days > max_age_days
+    """,
+)
+
+_APPRAISER_REASON = """
+    CASE WHEN a.appraiser_id IS NULL THEN 'not_on_list'
+         WHEN a.suspended = 1 THEN 'suspended'
+         WHEN a.approved = 0 THEN 'not_approved'
+         WHEN a.approved_until < c.appraisal_date THEN 'approval_expired' END
+"""
+
+APPRAISER_NOT_APPROVED = Check(
+    id="collateral.appraiser_not_approved",
+    title="Collateral appraised by an agency not on the approved list",
+    severity=Severity.WARNING,
+    tables=("collateral", "appraisers"),
+    reference=f"{PRACTICE}: keep external appraisal agencies on an approved list and drop the ones that misbehave",
+    description="A collateral whose appraiser_id is absent from appraisers.csv (`not_on_list`), suspended "
+                "(suspended = 1), not approved (approved = 0), or whose approval ran out before the appraisal "
+                "(approved_until earlier than appraisal_date: `approval_expired`). The first of these that holds "
+                "is the reason. A blank approved or suspended is not held against the agency; a blank "
+                "approved_until means no expiry. Collateral with no appraiser (deposits, bonds at face value) "
+                "is not judged.",
+    sql=f"""
+        SELECT collateral_id,
+               'appraised by ' || appraiser_id || ': ' ||
+               CASE reason WHEN 'not_on_list' THEN 'not on the approved list'
+                           WHEN 'suspended' THEN 'suspended'
+                           WHEN 'not_approved' THEN 'not approved'
+                           ELSE 'approval expired on ' || approved_until || ', before the appraisal on ' ||
+                                appraisal_date END AS message,
+               json_object('reason', reason, 'appraiser_id', appraiser_id, 'appraisal_date', appraisal_date,
+                           'approved', approved, 'suspended', suspended, 'approved_until', approved_until)
+               AS details
+        FROM (SELECT c.collateral_id, c.appraiser_id, c.appraisal_date, a.approved, a.suspended,
+                     a.approved_until, {_APPRAISER_REASON} AS reason
+              FROM collateral c LEFT JOIN appraisers a ON a.appraiser_id = c.appraiser_id
+              WHERE c.appraiser_id IS NOT NULL)
+        WHERE reason IS NOT NULL
+    """,
+)
+
+# Every collateral of a mortgage or pledge loan on the books.
+_SECURED_LOANS = f"""
+    FROM loans l JOIN pledges p ON p.loan_id = l.loan_id JOIN collateral c ON c.collateral_id = p.collateral_id
+    WHERE l.guarantee_type IN {_SECURED} AND {_ON_BOOK.format('l')}
+"""
+
+NOT_REGISTERED = Check(
+    id="collateral.not_registered",
+    title="Collateral of a mortgage or pledge loan not registered, or registered late",
+    severity=Severity.CRITICAL,
+    tables=("loans", "collateral", "pledges"),
+    params=(Param("registration_days", 30, ParamType.INTEGER,
+                  "days after the loan's origination by which the collateral must be registered"),),
+    reference=f"{PRACTICE}: register every mortgage; 30 days is typical policy, a parameter",
+    description="For each mortgage or pledge loan on the books (not written off) and each collateral it "
+                "pledges: registration_status other than `registered` (pending, none or blank), or a "
+                "registration_date more than `registration_days` (30) days after the loan's origination_date "
+                "(registered on day 30 is on time, day 31 is late). A registered collateral with no "
+                "registration date, or a loan with no origination date, is not judged for lateness. One "
+                "finding per loan and collateral.",
+    sql=f"""
+        SELECT l.loan_id, l.borrower_id, c.collateral_id,
+               CASE WHEN c.registration_status = 'registered'
+                    THEN 'collateral ' || c.collateral_id || ' registered on ' || c.registration_date || ', ' ||
+                         {_days_between('l.origination_date', 'c.registration_date')} ||
+                         ' days after origination (at most ' || :registration_days || ')'
+                    ELSE 'collateral ' || c.collateral_id || ' not registered (' ||
+                         coalesce(c.registration_status, 'no status') || ')' END AS message,
+               json_object('reason', CASE WHEN c.registration_status = 'registered' THEN 'registered_late'
+                                          ELSE 'not_registered' END,
+                           'registration_status', c.registration_status, 'registration_date', c.registration_date,
+                           'origination_date', l.origination_date,
+                           'days_after_origination', {_days_between('l.origination_date', 'c.registration_date')},
+                           'registration_days', :registration_days) AS details
+        {_SECURED_LOANS}
+          AND (coalesce(c.registration_status, 'none') != 'registered'
+               OR c.registration_date > date(l.origination_date, '+' || :registration_days || ' days'))
+    """,
+)
+
+NOT_SITE_VERIFIED = Check(
+    id="collateral.not_site_verified",
+    title="Collateral of a mortgage or pledge loan not verified on site",
+    severity=Severity.WARNING,
+    tables=("loans", "collateral", "pledges"),
+    reference=f"{PRACTICE}: the officer verifies the collateral on site and takes part in the whole mortgage "
+              "process",
+    description="For each mortgage or pledge loan on the books (not written off) and each collateral it "
+                "pledges: site_verified is 0 or blank. One finding per loan and collateral.",
+    sql=f"""
+        SELECT l.loan_id, l.borrower_id, c.collateral_id,
+               'collateral ' || c.collateral_id || ' not verified on site' ||
+               CASE WHEN c.site_verified IS NULL THEN ' (not recorded)' ELSE '' END AS message,
+               json_object('collateral_type', c.collateral_type, 'site_verified', c.site_verified,
+                           'lending_officer_id', l.lending_officer_id) AS details
+        {_SECURED_LOANS}
+          AND coalesce(c.site_verified, 0) = 0
+    """,
+)
+
+MISSING = Check(
+    id="collateral.missing",
+    title="Mortgage or pledge loan with no collateral",
+    severity=Severity.CRITICAL,
+    tables=("loans", "pledges"),
+    reference=f"{PRACTICE}: control what enters as collateral",
+    description="A loan whose guarantee_type is mortgage or pledge, not written off, with outstanding principal, "
+                "and no row in pledges.csv: the loan is recorded as secured but nothing secures it.",
+    sql=f"""
+        SELECT l.loan_id, l.borrower_id,
+               l.guarantee_type || ' loan with ' || {_yuan('l.outstanding_principal')} ||
+               ' yuan outstanding has no collateral' AS message,
+               json_object('guarantee_type', l.guarantee_type, 'outstanding_fen', l.outstanding_principal,
+                           'origination_date', l.origination_date) AS details
+        FROM loans l
+        WHERE l.guarantee_type IN {_SECURED} AND {_ON_BOOK.format('l')} AND l.outstanding_principal > 0
+          AND NOT EXISTS (SELECT 1 FROM pledges p WHERE p.loan_id = l.loan_id)
+    """,
+)
+
+REPEATED_MORTGAGE = Check(
+    id="collateral.repeated_mortgage",
+    title="Collateral mortgaged twice",
+    severity=Severity.CRITICAL,
+    tables=("loans", "collateral", "pledges"),
+    params=LTV_PARAMS,
+    reference=f"{PRACTICE}: find defects and repeated mortgages (the same asset pledged twice); {LTV_SOURCE}",
+    description="Three kinds, told apart by `details.reason` and the finding's subject: "
+                "`same_lien_rank` — one collateral secures loans on the books of two or more borrowers at the "
+                "same lien rank (a blank lien rank counts as first); "
+                "`over_lending_limit` — the amounts the pledges secure (pledges.secured_amount) add up to more "
+                "than the collateral's lending limit, its appraised value times the largest loan-to-value of its "
+                "type (the same `max_ltv_*` parameters as collateral.ltv_exceeded; strictly above); "
+                "`registration_no_shared` — one registration number on two or more collateral records (one "
+                "finding per record, naming the others). Written-off loans are left out of the first two.",
+    sql=f"""
+        WITH on_book AS (
+            SELECT p.collateral_id, coalesce(p.lien_rank, 1) AS lien_rank, l.loan_id, l.borrower_id
+            FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
+            WHERE {_ON_BOOK.format('l')}
+            ORDER BY p.collateral_id, coalesce(p.lien_rank, 1), l.loan_id
+        ),
+        numbered AS (
+            SELECT collateral_id, nullif(trim(registration_no), '') AS registration_no FROM collateral
+        ),
+        shared_numbers AS (
+            SELECT registration_no, json_group_array(collateral_id) AS records
+            FROM (SELECT * FROM numbered WHERE registration_no IS NOT NULL ORDER BY collateral_id)
+            GROUP BY registration_no HAVING count(*) > 1
+        )
+        SELECT collateral_id, 'same_lien_rank:' || lien_rank AS subject,
+               'secures loans of ' || count(DISTINCT borrower_id) || ' borrowers at lien rank ' || lien_rank
+               AS message,
+               json_object('reason', 'same_lien_rank', 'lien_rank', lien_rank,
+                           'loans', json_group_array(json_object('loan_id', loan_id, 'borrower_id', borrower_id)))
+               AS details
+        FROM on_book GROUP BY collateral_id, lien_rank HAVING count(DISTINCT borrower_id) > 1
+        UNION ALL
+        SELECT collateral_id, 'over_lending_limit' AS subject,
+               'pledges secure ' || {_yuan('secured')} || ' yuan, above the lending limit of ' ||
+               {_yuan('appraised_value * limit_bp / 10000')} || ' yuan (' || printf('%.2f%%', limit_bp / 100.0) ||
+               ' of ' || {_yuan('appraised_value')} || ' yuan)' AS message,
+               json_object('reason', 'over_lending_limit', 'secured_fen', secured, 'value_fen', appraised_value,
+                           'limit', limit_bp / 10000.0, 'collateral_type', collateral_type,
+                           'loans', json({_LOANS_JSON})) AS details
+        FROM ({_COLLATERAL_EXPOSURE}) x
+        WHERE appraised_value IS NOT NULL AND secured * 10000 > appraised_value * limit_bp
+        UNION ALL
+        SELECT n.collateral_id, 'registration_no:' || n.registration_no AS subject,
+               'registration number ' || n.registration_no || ' is on ' || json_array_length(s.records) ||
+               ' collateral records' AS message,
+               json_object('reason', 'registration_no_shared', 'registration_no', n.registration_no,
+                           'collateral', json(s.records)) AS details
+        FROM numbered n JOIN shared_numbers s ON s.registration_no = n.registration_no
+    """,
+)
+
+_MIN_DROP = Param("min_drop", "0.20", ParamType.DECIMAL,
+                  "a fall in appraised value of at least this share is reported")
+
+VALUE_DROPPED = Check(
+    id="collateral.value_dropped",
+    title="Collateral value fell since the previous as-of",
+    severity=Severity.WARNING,
+    tables=("collateral",),
+    needs_history=True,
+    params=(_MIN_DROP,),
+    reference=f"{PRACTICE}: monitor collateral dynamically (revaluation, value changes)",
+    description="A collateral whose appraised value fell by `min_drop` (20%) or more since the cooperative's "
+                "previous as-of (exactly 20% is reported). Compared with the previous snapshot of the same "
+                "collateral_id; collateral new since then, or without a value either time, is not judged.",
+    sql=f"""
+        SELECT c.collateral_id,
+               'appraised value fell from ' || {_yuan('p.appraised_value')} || ' to ' ||
+               {_yuan('c.appraised_value')} || ' yuan (' ||
+               {_percent('p.appraised_value - c.appraised_value', 'p.appraised_value')} || ') since ' ||
+               :previous_as_of AS message,
+               json_object('previous_as_of', :previous_as_of, 'previous_value_fen', p.appraised_value,
+                           'value_fen', c.appraised_value,
+                           'drop', round(1.0 * (p.appraised_value - c.appraised_value) / p.appraised_value, 4),
+                           'min_drop', :min_drop, 'previous_appraisal_date', p.appraisal_date,
+                           'appraisal_date', c.appraisal_date, 'previous_appraiser_id', p.appraiser_id,
+                           'appraiser_id', c.appraiser_id) AS details
+        FROM collateral c JOIN prev_collateral p ON p.collateral_id = c.collateral_id
+        WHERE p.appraised_value > 0 AND c.appraised_value IS NOT NULL
+          AND (p.appraised_value - c.appraised_value) * 10000 >=
+              p.appraised_value * CAST(round(:min_drop * 10000) AS INTEGER)
+    """,
+)
+
+OVERVALUATION = Check(
+    id="appraiser.overvaluation",
+    title="Appraisal agency that overvalues",
+    severity=Severity.WARNING,
+    tables=("collateral", "appraisers"),
+    needs_history=True,
+    params=(
+        _MIN_DROP,
+        Param("min_collateral", 5, ParamType.INTEGER,
+              "an agency is judged only over at least this many collateral"),
+        Param("rate_multiple", "2.0", ParamType.DECIMAL,
+              "an agency's share of collateral behind bad loans, at least this multiple of the book's, "
+              "is reported"),
+        *LTV_PARAMS,
+    ),
+    reference=f"{PRACTICE}: review values prudently, no overestimation; keep external appraisal agencies on an "
+              f"approved list and drop the ones that misbehave; {LTV_SOURCE}",
+    description="One finding per agency (the subject is its appraiser_id), for either of two reasons. "
+                "`revalued_lower`: over the stored history (every earlier as-of and today), each time a "
+                "collateral's appraiser changes, the last value this agency gave is compared with the first value "
+                "the next agency gave; averaged over its collateral (the latest such change of each), the value "
+                "fell by `min_drop` (20%) or more, over at least `min_collateral` (5) collateral. "
+                "`bad_loan_rate`: today, of the agency's collateral securing loans on the books (at least "
+                "`min_collateral`), the share that secures a non-performing loan (recorded class substandard, "
+                "doubtful or loss) or breaches its loan-to-value limit (as collateral.ltv_exceeded) is "
+                "`rate_multiple` (2) times the same share over the whole book or more. These are the agencies "
+                "the guidance says to drop from the approved list.",
+    sql=f"""
+        WITH timeline AS (
+            SELECT as_of, collateral_id, appraiser_id, appraised_value FROM history_collateral
+            UNION ALL
+            SELECT :as_of, collateral_id, appraiser_id, appraised_value FROM collateral
+        ),
+        ordered AS (
+            SELECT collateral_id, as_of, appraiser_id, appraised_value,
+                   lag(appraiser_id) OVER (PARTITION BY collateral_id ORDER BY as_of) AS before_appraiser,
+                   lag(appraised_value) OVER (PARTITION BY collateral_id ORDER BY as_of) AS before_value
+            FROM timeline
+        ),
+        changes AS (
+            SELECT before_appraiser AS appraiser_id, collateral_id, before_value, appraised_value AS after_value,
+                   row_number() OVER (PARTITION BY before_appraiser, collateral_id ORDER BY as_of DESC) AS latest
+            FROM ordered
+            WHERE before_appraiser IS NOT NULL AND appraiser_id IS NOT NULL AND appraiser_id != before_appraiser
+              AND before_value > 0 AND appraised_value IS NOT NULL
+        ),
+        revalued AS (
+            SELECT appraiser_id, count(*) AS collateral_count,
+                   avg(1.0 * (before_value - after_value) / before_value) AS average_drop
+            FROM changes WHERE latest = 1 GROUP BY appraiser_id
+            HAVING count(*) >= :min_collateral
+               -- a mean of ratios: compared to a millionth of a basis point
+               AND avg(1.0 * (before_value - after_value) / before_value) * 10000 + 0.000001 >=
+                   CAST(round(:min_drop * 10000) AS INTEGER)
+        ),
+        flagged AS (
+            SELECT appraiser_id,
+                   CASE WHEN npl = 1 OR (appraised_value IS NOT NULL AND exposure * 10000 > appraised_value * limit_bp)
+                        THEN 1 ELSE 0 END AS bad
+            FROM ({_COLLATERAL_EXPOSURE})
+        ),
+        book AS (SELECT count(*) AS total, sum(bad) AS bad FROM flagged),
+        rates AS (
+            SELECT f.appraiser_id, count(*) AS collateral_count, sum(f.bad) AS bad, b.total AS book_total,
+                   b.bad AS book_bad
+            FROM flagged f CROSS JOIN book b
+            WHERE f.appraiser_id IS NOT NULL
+            GROUP BY f.appraiser_id, b.total, b.bad
+            HAVING count(*) >= :min_collateral AND sum(f.bad) > 0
+               AND sum(f.bad) * b.total * 10000 >= b.bad * count(*) * CAST(round(:rate_multiple * 10000) AS INTEGER)
+        ),
+        agencies AS (SELECT appraiser_id FROM revalued UNION SELECT appraiser_id FROM rates)
+        SELECT x.appraiser_id AS subject,
+               'appraiser ' || x.appraiser_id || coalesce(' (' || ap.name || ')', '') || ': ' ||
+               CASE WHEN r.appraiser_id IS NOT NULL
+                    THEN 'values fell ' || printf('%.2f%%', 100.0 * r.average_drop) ||
+                         ' on average when next appraised by another agency (' || r.collateral_count ||
+                         ' collateral)' ELSE '' END ||
+               CASE WHEN r.appraiser_id IS NOT NULL AND t.appraiser_id IS NOT NULL THEN '; ' ELSE '' END ||
+               CASE WHEN t.appraiser_id IS NOT NULL
+                    THEN t.bad || ' of ' || t.collateral_count ||
+                         ' collateral behind non-performing or over-LTV loans (' ||
+                         {_percent('t.bad', 't.collateral_count')} || ', the book ' ||
+                         {_percent('t.book_bad', 't.book_total')} || ')' ELSE '' END AS message,
+               json_object(
+                   'appraiser_id', x.appraiser_id, 'name', ap.name,
+                   'reasons', json(CASE WHEN r.appraiser_id IS NOT NULL AND t.appraiser_id IS NOT NULL
+                                        THEN json_array('revalued_lower', 'bad_loan_rate')
+                                        WHEN r.appraiser_id IS NOT NULL THEN json_array('revalued_lower')
+                                        ELSE json_array('bad_loan_rate') END),
+                   'revalued_lower', json(CASE WHEN r.appraiser_id IS NOT NULL
+                       THEN json_object('collateral', r.collateral_count,
+                                        'average_drop', round(r.average_drop, 4), 'min_drop', :min_drop) END),
+                   'bad_loan_rate', json(CASE WHEN t.appraiser_id IS NOT NULL
+                       THEN json_object('collateral', t.collateral_count, 'bad', t.bad,
+                                        'book_collateral', t.book_total, 'book_bad', t.book_bad,
+                                        'rate_multiple', :rate_multiple) END)) AS details
+        FROM agencies x
+        LEFT JOIN revalued r ON r.appraiser_id = x.appraiser_id
+        LEFT JOIN rates t ON t.appraiser_id = x.appraiser_id
+        LEFT JOIN appraisers ap ON ap.appraiser_id = x.appraiser_id
+    """,
+)
+
+CHECKS = (LTV_EXCEEDED, APPRAISAL_STALE, APPRAISER_NOT_APPROVED, NOT_REGISTERED, NOT_SITE_VERIFIED, MISSING,
+          REPEATED_MORTGAGE, VALUE_DROPPED, OVERVALUATION)

@@ -30,6 +30,8 @@ from loanrules.store import json_dumps, quote_identifier, savepoint
 FINDING_COLUMNS = ("loan_id", "borrower_id", "collateral_id", "subject", "message", "details", "severity")
 TASK_COLUMNS = ("borrower_id", "loan_ids", "step", "assignee", "due_date", "priority")
 INSERT_BATCH = 10_000
+# The snapshot tables each facts table is built from: a contribution that reads the facts needs them too.
+FACT_SOURCES = {"borrower_facts": ("loans",), "collateral_facts": ("collateral", "pledges")}
 
 
 @attrs.frozen
@@ -209,7 +211,8 @@ class Engine:
     def _isolated(self, planned: Planned, action: Callable[[Planned], int]) -> None:
         item = planned.item
         self.progress(f"{planned.kind} {item.id}")
-        missing = [t for t in item.tables if t not in self.scope.present_tables and t not in DERIVED_TABLES]
+        needed = {source for table in item.tables for source in FACT_SOURCES.get(table, (table,))}
+        missing = [t for t in sorted(needed) if t not in self.scope.present_tables and t not in DERIVED_TABLES]
         reason = None
         if missing:
             reason = "needs " + ", ".join(f"{t}.csv" for t in missing) + ", which this snapshot does not have"
@@ -494,6 +497,7 @@ class Engine:
                    min(p.lien_rank) AS first_lien_rank
             FROM collateral c
             LEFT JOIN pledges p ON p.collateral_id = c.collateral_id
+                AND p.loan_id IN (SELECT loan_id FROM loans WHERE coalesce(written_off, 0) = 0)
             LEFT JOIN loans l ON l.loan_id = p.loan_id
             WHERE {where}
             GROUP BY c.collateral_id

@@ -475,3 +475,33 @@ def test_facts_are_built_after_classification_and_timed(db_path, snapshot):
     assert (facts.kind, facts.status, facts.rows) == ("facts", "ok", 2)
     assert query(db_path, "SELECT kind FROM run_contributions WHERE contribution_id = 'loanrules.facts'") == [
         ("facts",)]
+
+
+def test_a_check_reading_collateral_facts_is_skipped_without_collateral_or_pledges(db_path, snapshot):
+    class SharedCollateral:
+        @hookimpl
+        def register_checks(self, register):
+            register(Check(id="test.shared", title="s", tables=("collateral_facts",),
+                           sql="SELECT collateral_id, 'shared' AS message FROM collateral_facts WHERE loan_count > 1"))
+
+    result = run(db_path, snapshot, make_registry(SharedCollateral()), packs=("data-quality",),
+                 overrides=Overrides(enable=("test.shared",)))
+    (outcome,) = [o for o in result.outcomes if o.contribution_id == "test.shared"]
+    assert outcome.status == "skipped" and "collateral.csv, pledges.csv" in outcome.reason
+
+
+def test_collateral_facts_leave_written_off_loans_out(db_path, tmp_path):
+    class Exposure:
+        @hookimpl
+        def register_checks(self, register):
+            register(Check(id="test.collateral_exposure", title="e", tables=("collateral_facts",),
+                           sql="SELECT collateral_id, loan_count || ' ' || exposure AS message FROM collateral_facts"))
+
+    snapshot = write_snapshot(tmp_path / "s", loans=[
+        loan("L1", outstanding_principal="100.00"), loan("L2", outstanding_principal="50.00", written_off="1")],
+        collateral=[{"collateral_id": "C1", "collateral_type": "house", "appraised_value": "1000.00"}],
+        pledges=[{"loan_id": "L1", "collateral_id": "C1"}, {"loan_id": "L2", "collateral_id": "C1"}])
+    run(db_path, snapshot, make_registry(Exposure()), packs=("data-quality",),
+        overrides=Overrides(enable=("test.collateral_exposure",)))
+    assert query(db_path, "SELECT message FROM findings WHERE check_id = 'test.collateral_exposure'") == [
+        ("1 10000",)]

@@ -124,15 +124,16 @@ def json_option(command):
 
 
 def load_options(command):
-    command = click.option("--as-of", required=True, help="The snapshot's as-of date (YYYY-MM-DD).")(command)
+    # applied last to first, so --help lists --as-of first
+    command = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")(command)
+    command = click.option("--max-problems", type=int, default=200, show_default=True,
+                           help="How many input problems to list (all are counted).")(command)
+    command = click.option("--wait", "wait_seconds", type=float, default=0, show_default=True,
+                           help="Seconds to wait for another run holding the database.")(command)
     command = click.option("--quarantine", is_flag=True,
                            help="Leave bad rows out and record them in the quarantine table, instead of "
                                 "refusing the whole snapshot.")(command)
-    command = click.option("--wait", "wait_seconds", type=float, default=0, show_default=True,
-                           help="Seconds to wait for another run holding the database.")(command)
-    command = click.option("--max-problems", type=int, default=200, show_default=True,
-                           help="How many input problems to list (all are counted).")(command)
-    return click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")(command)
+    return click.option("--as-of", required=True, help="The snapshot's as-of date (YYYY-MM-DD).")(command)
 
 
 def _progress(quiet: bool):

@@ -38,6 +38,9 @@ def _ltv_limit_bp(collateral_type: str) -> str:
     return f"CASE {collateral_type} {whens} ELSE CAST(round(:max_ltv_other * 10000) AS INTEGER) END"
 
 
+_LIMIT_BP = _ltv_limit_bp("c.collateral_type")
+
+
 def _yuan(fen: str) -> str:
     """SQL text for an amount in fen as decimal yuan, exact."""
     return f"printf('%d.%02d', ({fen}) / 100, ({fen}) % 100)"
@@ -52,20 +55,6 @@ def _percent(numerator: str, denominator: str) -> str:
 def _days_between(earlier: str, later: str) -> str:
     return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
 
-
-# Each collateral securing a loan on the books: its type's limit (basis points), the loans' outstanding and
-# secured totals, and whether any of them is recorded non-performing.
-_COLLATERAL_EXPOSURE = f"""
-    SELECT c.collateral_id, c.collateral_type, c.appraised_value, c.appraiser_id,
-           {_ltv_limit_bp('c.collateral_type')} AS limit_bp,
-           s.exposure, s.secured, s.npl
-    FROM collateral c
-    JOIN (SELECT p.collateral_id, sum(l.outstanding_principal) AS exposure, sum(p.secured_amount) AS secured,
-                 max(CASE WHEN l.recorded_class IN {_NPL} THEN 1 ELSE 0 END) AS npl
-          FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
-          WHERE {_ON_BOOK.format('l')}
-          GROUP BY p.collateral_id) s ON s.collateral_id = c.collateral_id
-"""
 
 # The loans on the books a collateral secures, as a JSON array: built only for the findings' rows.
 _LOANS_JSON = f"""
@@ -89,6 +78,7 @@ LTV_EXCEEDED = Check(
                 "loan-to-value of its type (`max_ltv_house` ...; a collateral with no type counts as `other`). "
                 "Strictly above the limit is a finding; exactly at it is not. The details list the loans with "
                 "their lien ranks. Collateral with no appraised value is not judged here.",
+    # Only the exposure is summed per collateral (the loans' JSON is built for the findings alone).
     sql=f"""
         SELECT collateral_id,
                coalesce(collateral_type, 'collateral') || ' appraised at ' || {_yuan('appraised_value')} ||
@@ -100,8 +90,15 @@ LTV_EXCEEDED = Check(
                                     END,
                            'limit', limit_bp / 10000.0, 'collateral_type', collateral_type,
                            'loans', json({_LOANS_JSON})) AS details
-        FROM ({_COLLATERAL_EXPOSURE}) x
-        WHERE appraised_value IS NOT NULL AND exposure * 10000 > appraised_value * limit_bp
+        FROM (SELECT c.collateral_id, c.collateral_type, c.appraised_value,
+                     {_ltv_limit_bp('c.collateral_type')} AS limit_bp, s.exposure
+              FROM (SELECT p.collateral_id, sum(l.outstanding_principal) AS exposure
+                    FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
+                    WHERE {_ON_BOOK.format('l')}
+                    GROUP BY p.collateral_id) s
+              JOIN collateral c ON c.collateral_id = s.collateral_id
+              WHERE c.appraised_value IS NOT NULL) x
+        WHERE exposure * 10000 > appraised_value * limit_bp
     """,
 )
 
@@ -128,6 +125,9 @@ APPRAISAL_STALE = Check(
                 "and vehicles; an appraisal exactly at the maximum age is not stale. A collateral with no "
                 "appraisal date is reported as never appraised. Deposits and bonds (`exempt_types`) are valued "
                 "at face and never stale.",
+    # Stale first (a string comparison with two cut-off dates computed once: an appraisal is more than N days
+    # old exactly when its date is before the as-of minus N days), then, for those few, whether a loan on the
+    # books is behind it; the days are counted only for the findings.
     sql=f"""
         SELECT collateral_id,
                CASE WHEN appraisal_date IS NULL THEN coalesce(collateral_type, 'collateral') ||
@@ -142,10 +142,13 @@ APPRAISAL_STALE = Check(
                      CASE WHEN c.collateral_type IN (SELECT value FROM json_each(:movable_types))
                           THEN :movables_max_age_days ELSE :max_age_days END AS max_age_days
               FROM collateral c
-              WHERE coalesce(c.collateral_type, 'other') NOT IN (SELECT value FROM json_each(:exempt_types))
+              WHERE (c.appraisal_date IS NULL
+                     OR c.appraisal_date < CASE WHEN c.collateral_type IN (SELECT value FROM json_each(:movable_types))
+                                                THEN date(:as_of, printf('%+d days', -:movables_max_age_days))
+                                                ELSE date(:as_of, printf('%+d days', -:max_age_days)) END)
+                AND coalesce(c.collateral_type, 'other') NOT IN (SELECT value FROM json_each(:exempt_types))
                 AND EXISTS (SELECT 1 FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
                             WHERE p.collateral_id = c.collateral_id AND {_ON_BOOK.format('l')}))
-        WHERE appraisal_date IS NULL OR age_days > max_age_days
     """,
 )
 
@@ -242,8 +245,9 @@ NOT_SITE_VERIFIED = Check(
                CASE WHEN c.site_verified IS NULL THEN ' (not recorded)' ELSE '' END AS message,
                json_object('collateral_type', c.collateral_type, 'site_verified', c.site_verified,
                            'lending_officer_id', l.lending_officer_id) AS details
-        {_SECURED_LOANS}
-          AND coalesce(c.site_verified, 0) = 0
+        FROM collateral c CROSS JOIN pledges p ON p.collateral_id = c.collateral_id
+             CROSS JOIN loans l ON l.loan_id = p.loan_id
+        WHERE coalesce(c.site_verified, 0) = 0 AND l.guarantee_type IN {_SECURED} AND {_ON_BOOK.format('l')}
     """,
 )
 
@@ -282,20 +286,39 @@ REPEATED_MORTGAGE = Check(
                 "type (the same `max_ltv_*` parameters as collateral.ltv_exceeded; strictly above); "
                 "`registration_no_shared` — one registration number on two or more collateral records (one "
                 "finding per record, naming the others). Written-off loans are left out of the first two.",
+    # Only collateral that can fire is looked at closely: two or more pledges (two borrowers at one rank), or
+    # pledges that add up to more than the lending limit before written-off loans are left out (an upper
+    # bound: amounts are never negative). Found in one pass over the collateral with an index lookup of its
+    # pledges; the loans are read for those few only. Registration numbers: the repeated ones first (one sort
+    # of the numbers), then their records.
     sql=f"""
-        WITH on_book AS (
+        WITH candidates AS MATERIALIZED (
+            SELECT c.collateral_id, c.collateral_type, c.appraised_value, {_LIMIT_BP} AS limit_bp
+            FROM collateral c
+            WHERE (SELECT count(*) > 1 OR (c.appraised_value IS NOT NULL AND
+                                           sum(p.secured_amount) * 10000 > c.appraised_value * {_LIMIT_BP})
+                   FROM pledges p WHERE p.collateral_id = c.collateral_id)
+        ),
+        on_book AS (
             SELECT p.collateral_id, coalesce(p.lien_rank, 1) AS lien_rank, l.loan_id, l.borrower_id
-            FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
+            FROM candidates k CROSS JOIN pledges p ON p.collateral_id = k.collateral_id
+                 JOIN loans l ON l.loan_id = p.loan_id
             WHERE {_ON_BOOK.format('l')}
             ORDER BY p.collateral_id, coalesce(p.lien_rank, 1), l.loan_id
         ),
-        numbered AS (
-            SELECT collateral_id, nullif(trim(registration_no), '') AS registration_no FROM collateral
+        duplicated AS MATERIALIZED (
+            SELECT registration_no
+            FROM (SELECT trim(registration_no) AS registration_no FROM collateral WHERE registration_no IS NOT NULL)
+            WHERE registration_no != '' GROUP BY registration_no HAVING count(*) > 1
         ),
-        shared_numbers AS (
+        shared AS MATERIALIZED (
+            SELECT collateral_id, trim(registration_no) AS registration_no FROM collateral
+            WHERE registration_no IS NOT NULL AND trim(registration_no) IN (SELECT registration_no FROM duplicated)
+        ),
+        shared_numbers AS MATERIALIZED (
             SELECT registration_no, json_group_array(collateral_id) AS records
-            FROM (SELECT * FROM numbered WHERE registration_no IS NOT NULL ORDER BY collateral_id)
-            GROUP BY registration_no HAVING count(*) > 1
+            FROM (SELECT * FROM shared ORDER BY registration_no, collateral_id)
+            GROUP BY registration_no
         )
         SELECT collateral_id, 'same_lien_rank:' || lien_rank AS subject,
                'secures loans of ' || count(DISTINCT borrower_id) || ' borrowers at lien rank ' || lien_rank
@@ -312,17 +335,20 @@ REPEATED_MORTGAGE = Check(
                json_object('reason', 'over_lending_limit', 'secured_fen', secured, 'value_fen', appraised_value,
                            'limit', limit_bp / 10000.0, 'collateral_type', collateral_type,
                            'loans', json({_LOANS_JSON})) AS details
-        FROM ({_COLLATERAL_EXPOSURE}) x
-        WHERE appraised_value IS NOT NULL AND secured * 10000 > appraised_value * limit_bp
+        FROM (SELECT k.*, (SELECT sum(p.secured_amount) FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
+                           WHERE p.collateral_id = k.collateral_id AND {_ON_BOOK.format('l')}) AS secured
+              FROM candidates k WHERE k.appraised_value IS NOT NULL) x
+        WHERE secured * 10000 > appraised_value * limit_bp
         UNION ALL
         SELECT n.collateral_id, 'registration_no:' || n.registration_no AS subject,
                'registration number ' || n.registration_no || ' is on ' || json_array_length(s.records) ||
                ' collateral records' AS message,
                json_object('reason', 'registration_no_shared', 'registration_no', n.registration_no,
                            'collateral', json(s.records)) AS details
-        FROM numbered n JOIN shared_numbers s ON s.registration_no = n.registration_no
+        FROM shared n JOIN shared_numbers s ON s.registration_no = n.registration_no
     """,
 )
+
 
 _MIN_DROP = Param("min_drop", "0.20", ParamType.DECIMAL,
                   "a fall in appraised value of at least this share is reported")
@@ -384,26 +410,41 @@ OVERVALUATION = Check(
                 "doubtful or loss) or breaches its loan-to-value limit (as collateral.ltv_exceeded) is "
                 "`rate_multiple` (2) times the same share over the whole book or more. These are the agencies "
                 "the guidance says to drop from the approved list.",
+    # Each row of the history is compared with the same collateral's row at its latest earlier as-of (a key
+    # lookup, no sort of the whole history): today's rows with the previous as-of's, earlier rows with theirs
+    # (the earliest as-of has nothing before it and is not read). Only the few rows whose appraiser changed go
+    # on. The agencies' bad-loan rates come from one pass over the collateral behind loans on the books,
+    # counted per agency; the book's rate is the sum of those counts.
     sql=f"""
-        WITH timeline AS (
-            SELECT as_of, collateral_id, appraiser_id, appraised_value FROM history_collateral
-            UNION ALL
-            SELECT :as_of, collateral_id, appraiser_id, appraised_value FROM collateral
-        ),
-        ordered AS (
-            SELECT collateral_id, as_of, appraiser_id, appraised_value,
-                   lag(appraiser_id) OVER (PARTITION BY collateral_id ORDER BY as_of) AS before_appraiser,
-                   lag(appraised_value) OVER (PARTITION BY collateral_id ORDER BY as_of) AS before_value
-            FROM timeline
+        WITH stepped AS MATERIALIZED (
+            SELECT collateral_id, as_of, appraiser_id, appraised_value, before_appraiser
+            FROM (SELECT c.collateral_id, :as_of AS as_of, c.appraiser_id, c.appraised_value,
+                         CASE WHEN p.collateral_id IS NOT NULL THEN p.appraiser_id
+                              ELSE (SELECT h.appraiser_id FROM history_collateral h
+                                    WHERE h.collateral_id = c.collateral_id AND h.as_of < :previous_as_of
+                                    ORDER BY h.as_of DESC LIMIT 1) END AS before_appraiser
+                  FROM collateral c LEFT JOIN prev_collateral p ON p.collateral_id = c.collateral_id
+                  WHERE c.appraiser_id IS NOT NULL
+                  UNION ALL
+                  SELECT t.collateral_id, t.as_of, t.appraiser_id, t.appraised_value,
+                         (SELECT h.appraiser_id FROM history_collateral h
+                          WHERE h.collateral_id = t.collateral_id AND h.as_of < t.as_of
+                          ORDER BY h.as_of DESC LIMIT 1) AS before_appraiser
+                  FROM history_collateral t
+                  WHERE t.appraiser_id IS NOT NULL
+                    AND t.as_of > (SELECT as_of FROM history_collateral ORDER BY as_of LIMIT 1))
+            WHERE appraiser_id != before_appraiser
         ),
         changes AS (
             SELECT before_appraiser AS appraiser_id, collateral_id, before_value, appraised_value AS after_value,
                    row_number() OVER (PARTITION BY before_appraiser, collateral_id ORDER BY as_of DESC) AS latest
-            FROM ordered
-            WHERE before_appraiser IS NOT NULL AND appraiser_id IS NOT NULL AND appraiser_id != before_appraiser
-              AND before_value > 0 AND appraised_value IS NOT NULL
+            FROM (SELECT x.*, (SELECT h.appraised_value FROM history_collateral h
+                               WHERE h.collateral_id = x.collateral_id AND h.as_of < x.as_of
+                               ORDER BY h.as_of DESC LIMIT 1) AS before_value
+                  FROM stepped x)
+            WHERE before_value > 0 AND appraised_value IS NOT NULL
         ),
-        revalued AS (
+        revalued AS MATERIALIZED (
             SELECT appraiser_id, count(*) AS collateral_count,
                    avg(1.0 * (before_value - after_value) / before_value) AS average_drop
             FROM changes WHERE latest = 1 GROUP BY appraiser_id
@@ -412,52 +453,64 @@ OVERVALUATION = Check(
                AND avg(1.0 * (before_value - after_value) / before_value) * 10000 + 0.000001 >=
                    CAST(round(:min_drop * 10000) AS INTEGER)
         ),
-        flagged AS (
-            SELECT appraiser_id,
-                   CASE WHEN npl = 1 OR (appraised_value IS NOT NULL AND exposure * 10000 > appraised_value * limit_bp)
-                        THEN 1 ELSE 0 END AS bad
-            FROM ({_COLLATERAL_EXPOSURE})
+        per_agency AS MATERIALIZED (
+            SELECT c.appraiser_id, count(*) AS collateral_count,
+                   sum(CASE WHEN s.npl = 1 OR (c.appraised_value IS NOT NULL AND
+                                               s.exposure * 10000 > c.appraised_value * {_LIMIT_BP})
+                            THEN 1 ELSE 0 END) AS bad
+            FROM (SELECT p.collateral_id, sum(l.outstanding_principal) AS exposure,
+                         max(CASE WHEN l.recorded_class IN {_NPL} THEN 1 ELSE 0 END) AS npl
+                  FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
+                  WHERE {_ON_BOOK.format('l')}
+                  GROUP BY p.collateral_id) s
+            JOIN collateral c ON c.collateral_id = s.collateral_id
+            GROUP BY c.appraiser_id
         ),
-        book AS (SELECT count(*) AS total, sum(bad) AS bad FROM flagged),
-        rates AS (
-            SELECT f.appraiser_id, count(*) AS collateral_count, sum(f.bad) AS bad, b.total AS book_total,
-                   b.bad AS book_bad
-            FROM flagged f CROSS JOIN book b
-            WHERE f.appraiser_id IS NOT NULL
-            GROUP BY f.appraiser_id, b.total, b.bad
-            HAVING count(*) >= :min_collateral AND sum(f.bad) > 0
-               AND sum(f.bad) * b.total * 10000 >= b.bad * count(*) * CAST(round(:rate_multiple * 10000) AS INTEGER)
+        rates AS MATERIALIZED (
+            SELECT f.appraiser_id, f.collateral_count, f.bad, b.total AS book_total, b.bad AS book_bad
+            FROM per_agency f
+            CROSS JOIN (SELECT sum(collateral_count) AS total, sum(bad) AS bad FROM per_agency) b
+            WHERE f.appraiser_id IS NOT NULL AND f.collateral_count >= :min_collateral AND f.bad > 0
+              AND f.bad * b.total * 10000 >= b.bad * f.collateral_count * CAST(round(:rate_multiple * 10000) AS INTEGER)
         ),
-        agencies AS (SELECT appraiser_id FROM revalued UNION SELECT appraiser_id FROM rates)
+        -- one row per agency with both reasons side by side (no join against the materialized results: the
+        -- engine's column probe, LIMIT 0, would compute them once more)
+        agencies AS (
+            SELECT appraiser_id, max(r_count) AS r_count, max(average_drop) AS average_drop, max(t_count) AS t_count,
+                   max(bad) AS bad, max(book_total) AS book_total, max(book_bad) AS book_bad
+            FROM (SELECT appraiser_id, collateral_count AS r_count, average_drop, NULL AS t_count, NULL AS bad,
+                         NULL AS book_total, NULL AS book_bad FROM revalued
+                  UNION ALL
+                  SELECT appraiser_id, NULL, NULL, collateral_count, bad, book_total, book_bad FROM rates)
+            GROUP BY appraiser_id
+        )
         SELECT x.appraiser_id AS subject,
-               'appraiser ' || x.appraiser_id || coalesce(' (' || ap.name || ')', '') || ': ' ||
-               CASE WHEN r.appraiser_id IS NOT NULL
-                    THEN 'values fell ' || printf('%.2f%%', 100.0 * r.average_drop) ||
-                         ' on average when next appraised by another agency (' || r.collateral_count ||
+               'appraiser ' || x.appraiser_id || coalesce(' (' || x.name || ')', '') || ': ' ||
+               CASE WHEN x.r_count IS NOT NULL
+                    THEN 'values fell ' || printf('%.2f%%', 100.0 * x.average_drop) ||
+                         ' on average when next appraised by another agency (' || x.r_count ||
                          ' collateral)' ELSE '' END ||
-               CASE WHEN r.appraiser_id IS NOT NULL AND t.appraiser_id IS NOT NULL THEN '; ' ELSE '' END ||
-               CASE WHEN t.appraiser_id IS NOT NULL
-                    THEN t.bad || ' of ' || t.collateral_count ||
+               CASE WHEN x.r_count IS NOT NULL AND x.t_count IS NOT NULL THEN '; ' ELSE '' END ||
+               CASE WHEN x.t_count IS NOT NULL
+                    THEN x.bad || ' of ' || x.t_count ||
                          ' collateral behind non-performing or over-LTV loans (' ||
-                         {_percent('t.bad', 't.collateral_count')} || ', the book ' ||
-                         {_percent('t.book_bad', 't.book_total')} || ')' ELSE '' END AS message,
+                         {_percent('x.bad', 'x.t_count')} || ', the book ' ||
+                         {_percent('x.book_bad', 'x.book_total')} || ')' ELSE '' END AS message,
                json_object(
-                   'appraiser_id', x.appraiser_id, 'name', ap.name,
-                   'reasons', json(CASE WHEN r.appraiser_id IS NOT NULL AND t.appraiser_id IS NOT NULL
+                   'appraiser_id', x.appraiser_id, 'name', x.name,
+                   'reasons', json(CASE WHEN x.r_count IS NOT NULL AND x.t_count IS NOT NULL
                                         THEN json_array('revalued_lower', 'bad_loan_rate')
-                                        WHEN r.appraiser_id IS NOT NULL THEN json_array('revalued_lower')
+                                        WHEN x.r_count IS NOT NULL THEN json_array('revalued_lower')
                                         ELSE json_array('bad_loan_rate') END),
-                   'revalued_lower', json(CASE WHEN r.appraiser_id IS NOT NULL
-                       THEN json_object('collateral', r.collateral_count,
-                                        'average_drop', round(r.average_drop, 4), 'min_drop', :min_drop) END),
-                   'bad_loan_rate', json(CASE WHEN t.appraiser_id IS NOT NULL
-                       THEN json_object('collateral', t.collateral_count, 'bad', t.bad,
-                                        'book_collateral', t.book_total, 'book_bad', t.book_bad,
+                   'revalued_lower', json(CASE WHEN x.r_count IS NOT NULL
+                       THEN json_object('collateral', x.r_count,
+                                        'average_drop', round(x.average_drop, 4), 'min_drop', :min_drop) END),
+                   'bad_loan_rate', json(CASE WHEN x.t_count IS NOT NULL
+                       THEN json_object('collateral', x.t_count, 'bad', x.bad,
+                                        'book_collateral', x.book_total, 'book_bad', x.book_bad,
                                         'rate_multiple', :rate_multiple) END)) AS details
-        FROM agencies x
-        LEFT JOIN revalued r ON r.appraiser_id = x.appraiser_id
-        LEFT JOIN rates t ON t.appraiser_id = x.appraiser_id
-        LEFT JOIN appraisers ap ON ap.appraiser_id = x.appraiser_id
+        FROM (SELECT a.*, (SELECT ap.name FROM appraisers ap WHERE ap.appraiser_id = a.appraiser_id) AS name
+              FROM agencies a) x
     """,
 )
 

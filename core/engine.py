@@ -154,7 +154,7 @@ class Engine:
         self._create_facts(empty=True)
         try:
             with read_only(self.conn, self._readable(), "staged_findings") as authorizer:
-                self.conn.execute(f"SELECT * FROM ({planned.item.sql}) LIMIT 0", self._sql_params(planned))
+                self.conn.execute(f"EXPLAIN SELECT * FROM ({planned.item.sql})", self._sql_params(planned))
         except sqlite3.Error as error:
             denied = f" ({'; '.join(dict.fromkeys(authorizer.denied))} is not allowed)" if authorizer.denied else ""
             raise ConfigError(f"rule {planned.item.id}: {error}{denied}. Config rules are one read-only "
@@ -251,10 +251,10 @@ class Engine:
         item: Classifier = planned.item
         field = item.assigns.value
         if item.sql is not None:
-            columns = self._columns(item.sql, planned)
+            columns = self._columns(item.sql, planned, ("loan_id", field, "details"))
             for required in ("loan_id", field):
                 if required not in columns:
-                    raise ContributionFailed(f"its SQL returns no {required!r} column (it returns {columns})")
+                    raise ContributionFailed(f"its SQL returns no {required!r} column")
             details = "f.details" if "details" in columns else "NULL"
             rows = self.conn.execute(
                 f"INSERT INTO temp.verdicts SELECT :check_id, '{field}', f.loan_id, f.\"{field}\", {details}, "
@@ -346,13 +346,13 @@ class Engine:
         item: Check = planned.item
         params = self._sql_params(planned)
         if item.sql is not None and not planned.sandboxed:  # the fast path: straight into the findings
-            return self.conn.execute(self._findings_insert(self._columns(item.sql, planned), f"({item.sql})",
-                                                           planned), params).rowcount
+            columns = self._columns(item.sql, planned, FINDING_COLUMNS)
+            return self.conn.execute(self._findings_insert(columns, f"({item.sql})", planned), params).rowcount
         # Python checks and config rules go through a staging table first
         self.conn.execute("DELETE FROM temp.staged_findings")
         if planned.sandboxed:
             with read_only(self.conn, self._readable(), "staged_findings"):  # every statement that holds its SQL
-                columns = [c for c in self._columns(item.sql, planned) if c in FINDING_COLUMNS]
+                columns = self._columns(item.sql, planned, FINDING_COLUMNS)
                 _require_message(columns, item.id)
                 column_list = ", ".join(columns)
                 self.conn.execute(f"INSERT INTO temp.staged_findings ({column_list}) "
@@ -414,7 +414,7 @@ class Engine:
             "t.step, t.assignee, t.due_date, coalesce(t.priority, 0), 'open', :check_id FROM "
         )
         if item.sql is not None:
-            columns = self._columns(item.sql, planned)
+            columns = self._columns(item.sql, planned, TASK_COLUMNS)
             missing = [c for c in ("borrower_id", "loan_ids", "step") if c not in columns]
             if missing:
                 raise ContributionFailed(f"its SQL returns no {', '.join(missing)} column(s)")
@@ -506,9 +506,25 @@ class Engine:
 
     # ------------------------------------------------------------ helpers
 
-    def _columns(self, sql: str, planned: Planned) -> list[str]:
-        cursor = self.conn.execute(f"SELECT * FROM ({sql}) LIMIT 0", self._sql_params(planned))
-        return [description[0] for description in cursor.description]
+    def _columns(self, sql: str, planned: Planned, candidates: Iterable[str]) -> list[str]:
+        """Which of ``candidates`` the SQL returns, found by compiling, never by running it.
+
+        ``SELECT * FROM (sql) LIMIT 0`` still computes a subquery SQLite must
+        materialize (5 s of a 10 s check at 1M collateral); EXPLAIN only
+        compiles, and a missing column fails to compile.
+        """
+        params = self._sql_params(planned)
+        self.conn.execute(f"EXPLAIN SELECT * FROM ({sql})", params)  # the SQL's own errors, reported as they are
+        present = []
+        for column in candidates:
+            try:
+                self.conn.execute(f'EXPLAIN SELECT f."{column}" FROM ({sql}) f', params)
+            except sqlite3.OperationalError as error:
+                if "no such column" not in str(error):
+                    raise
+            else:
+                present.append(column)
+        return present
 
     def _insert_batches(self, sql: str, rows: Iterable[tuple]) -> int:
         batch, total = [], 0
@@ -526,7 +542,7 @@ class Engine:
 
 def _require_message(columns: Sequence[str], check_id: str) -> None:
     if "message" not in columns:
-        raise ContributionFailed(f"{check_id}: its SQL returns no 'message' column (it returns {list(columns)})")
+        raise ContributionFailed(f"{check_id}: its SQL returns no 'message' column")
 
 
 def _expect(values: Iterable, kind: type, contribution_id: str):

@@ -66,6 +66,11 @@ class RunResult:
         return 0
 
 
+def _require_directory(snapshot_dir: str | Path) -> None:
+    if not Path(snapshot_dir).is_dir():
+        raise UsageError(f"{snapshot_dir}: not a snapshot directory")
+
+
 def _parse_as_of(as_of: str) -> str:
     from loanrules.parsing import parse_date
 
@@ -95,6 +100,7 @@ def execute_run(db_path: str | Path, snapshot_dir: str | Path, *, as_of: str, co
                 packs: Sequence[str] = (), overrides: Overrides = Overrides(), quarantine: bool = False,
                 wait_seconds: float = 0, max_problems: int = 200, progress: Progress | None = None) -> RunResult:
     as_of = _parse_as_of(as_of)
+    _require_directory(snapshot_dir)
     check_snapshot_settings(config.snapshot, registry.tables, config.path)
     pack_names = selected_packs(registry, config, packs)
     plan = build_plan(registry, config, pack_names, overrides)  # config errors: before the database is touched
@@ -224,6 +230,7 @@ def load_only(db_path: str | Path, snapshot_dir: str | Path, *, as_of: str, conf
               progress: Progress | None = None) -> LoadedSnapshot:
     """Store a snapshot, run nothing (``loanrules load``)."""
     as_of = _parse_as_of(as_of)
+    _require_directory(snapshot_dir)
     check_snapshot_settings(config.snapshot, registry.tables, config.path)
     with database_lock(db_path, wait_seconds):
         conn = connect(db_path)

@@ -505,3 +505,9 @@ def test_collateral_facts_leave_written_off_loans_out(db_path, tmp_path):
         overrides=Overrides(enable=("test.collateral_exposure",)))
     assert query(db_path, "SELECT message FROM findings WHERE check_id = 'test.collateral_exposure'") == [
         ("1 10000",)]
+
+
+def test_a_missing_snapshot_directory_is_refused_before_the_database_is_created(runner, tmp_path):
+    result = invoke(runner, "run", tmp_path / "nowhere", "--as-of", AS_OF, "--db", tmp_path / "new.db")
+    assert result.exit_code == 2 and "not a snapshot directory" in result.output
+    assert not (tmp_path / "new.db").exists()

@@ -2,9 +2,10 @@
 repeated mortgages and dynamic monitoring (REFERENCE.md §4, the cooperatives' own practice)."""
 
 from loanrules import Check, Param, ParamType, Severity
+from loanrules.sqltext import NON_PERFORMING, yuan
 
 PRACTICE = "Rural credit cooperative management guidance, collateral (REFERENCE.md §4)"
-_NPL = "('substandard', 'doubtful', 'loss')"
+_NPL = NON_PERFORMING
 # A loan on the book: not written off. Written-off loans keep their rows in some extracts but no longer
 # count against the collateral that secured them.
 _ON_BOOK = "coalesce({}.written_off, 0) = 0"
@@ -39,11 +40,6 @@ def _ltv_limit_bp(collateral_type: str) -> str:
 
 
 _LIMIT_BP = _ltv_limit_bp("c.collateral_type")
-
-
-def _yuan(fen: str) -> str:
-    """SQL text for an amount in fen as decimal yuan, exact."""
-    return f"printf('%d.%02d', ({fen}) / 100, ({fen}) % 100)"
 
 
 def _percent(numerator: str, denominator: str) -> str:
@@ -81,8 +77,8 @@ LTV_EXCEEDED = Check(
     # Only the exposure is summed per collateral (the loans' JSON is built for the findings alone).
     sql=f"""
         SELECT collateral_id,
-               coalesce(collateral_type, 'collateral') || ' appraised at ' || {_yuan('appraised_value')} ||
-               ' yuan secures ' || {_yuan('exposure')} || ' yuan: loan-to-value ' ||
+               coalesce(collateral_type, 'collateral') || ' appraised at ' || {yuan('appraised_value')} ||
+               ' yuan secures ' || {yuan('exposure')} || ' yuan: loan-to-value ' ||
                {_percent('exposure', 'appraised_value')} || ' above ' || printf('%.2f%%', limit_bp / 100.0)
                AS message,
                json_object('exposure_fen', exposure, 'value_fen', appraised_value,
@@ -261,7 +257,7 @@ MISSING = Check(
                 "and no row in pledges.csv: the loan is recorded as secured but nothing secures it.",
     sql=f"""
         SELECT l.loan_id, l.borrower_id,
-               l.guarantee_type || ' loan with ' || {_yuan('l.outstanding_principal')} ||
+               l.guarantee_type || ' loan with ' || {yuan('l.outstanding_principal')} ||
                ' yuan outstanding has no collateral' AS message,
                json_object('guarantee_type', l.guarantee_type, 'outstanding_fen', l.outstanding_principal,
                            'origination_date', l.origination_date) AS details
@@ -329,9 +325,9 @@ REPEATED_MORTGAGE = Check(
         FROM on_book GROUP BY collateral_id, lien_rank HAVING count(DISTINCT borrower_id) > 1
         UNION ALL
         SELECT collateral_id, 'over_lending_limit' AS subject,
-               'pledges secure ' || {_yuan('secured')} || ' yuan, above the lending limit of ' ||
-               {_yuan('appraised_value * limit_bp / 10000')} || ' yuan (' || printf('%.2f%%', limit_bp / 100.0) ||
-               ' of ' || {_yuan('appraised_value')} || ' yuan)' AS message,
+               'pledges secure ' || {yuan('secured')} || ' yuan, above the lending limit of ' ||
+               {yuan('appraised_value * limit_bp / 10000')} || ' yuan (' || printf('%.2f%%', limit_bp / 100.0) ||
+               ' of ' || {yuan('appraised_value')} || ' yuan)' AS message,
                json_object('reason', 'over_lending_limit', 'secured_fen', secured, 'value_fen', appraised_value,
                            'limit', limit_bp / 10000.0, 'collateral_type', collateral_type,
                            'loans', json({_LOANS_JSON})) AS details
@@ -366,8 +362,8 @@ VALUE_DROPPED = Check(
                 "collateral_id; collateral new since then, or without a value either time, is not judged.",
     sql=f"""
         SELECT c.collateral_id,
-               'appraised value fell from ' || {_yuan('p.appraised_value')} || ' to ' ||
-               {_yuan('c.appraised_value')} || ' yuan (' ||
+               'appraised value fell from ' || {yuan('p.appraised_value')} || ' to ' ||
+               {yuan('c.appraised_value')} || ' yuan (' ||
                {_percent('p.appraised_value - c.appraised_value', 'p.appraised_value')} || ') since ' ||
                :previous_as_of AS message,
                json_object('previous_as_of', :previous_as_of, 'previous_value_fen', p.appraised_value,

@@ -12,6 +12,7 @@ Written exactly like a third-party plugin: it imports only the public API.
 
 from loanrules import Check, Pack, Param, ParamType, Severity, hookimpl
 from loanrules.plugins.data_quality.id_numbers import check_id_numbers
+from loanrules.sqltext import yuan
 
 PACK_VERSION = "1.0.0"
 
@@ -22,11 +23,10 @@ CHECKS = (
         severity=Severity.CRITICAL,
         tables=("loans",),
         reference="Extract integrity: a balance cannot exceed the amount lent",
-        sql="""
+        sql=f"""
             SELECT loan_id, borrower_id,
-                   printf('outstanding %d.%02d yuan exceeds principal %d.%02d yuan',
-                          outstanding_principal / 100, outstanding_principal % 100,
-                          principal / 100, principal % 100) AS message,
+                   'outstanding ' || {yuan('outstanding_principal')} || ' yuan exceeds principal ' ||
+                   {yuan('principal')} || ' yuan' AS message,
                    json_object('outstanding_principal_fen', outstanding_principal,
                                'principal_fen', principal) AS details
             FROM loans
@@ -88,10 +88,9 @@ CHECKS = (
         tables=("loans",),
         reference="Risk classification measures (NFRA/PBoC 2023 No. 1): principal or interest overdue "
                   "makes a loan at least special mention",
-        sql="""
+        sql=f"""
             SELECT loan_id, borrower_id,
-                   printf('interest arrears of %d.%02d yuan, but days_past_due is 0',
-                          interest_arrears / 100, interest_arrears % 100) AS message
+                   'interest arrears of ' || {yuan('interest_arrears')} || ' yuan, but days_past_due is 0' AS message
             FROM loans
             WHERE interest_arrears > 0 AND days_past_due = 0
         """,

@@ -2,17 +2,11 @@
 portfolio indicators and concentration against net capital."""
 
 from loanrules import Check, Param, ParamType, Severity
+from loanrules.sqltext import NON_PERFORMING, rank_case, yuan
 
 from .classify import MEASURES_2023
 
-_RANK = ("CASE {} WHEN 'normal' THEN 1 WHEN 'special_mention' THEN 2 WHEN 'substandard' THEN 3 "
-         "WHEN 'doubtful' THEN 4 WHEN 'loss' THEN 5 END")
-_NPL = "('substandard', 'doubtful', 'loss')"
-
-
-def _yuan(fen: str) -> str:
-    """SQL text for an amount in fen as decimal yuan, exact."""
-    return f"printf('%d.%02d', ({fen}) / 100, ({fen}) % 100)"
+_NPL = NON_PERFORMING
 
 
 def _percent(numerator: str, denominator: str) -> str:
@@ -34,7 +28,7 @@ UNDER_CLASSIFIED = Check(
                            'reasons', json(a.reasons)) AS details
         FROM assessments a
         WHERE a.recorded_class IS NOT NULL
-          AND {_RANK.format('a.recorded_class')} < {_RANK.format('a.risk_class')}
+          AND {rank_case('a.recorded_class')} < {rank_case('a.risk_class')}
     """,
 )
 
@@ -52,7 +46,7 @@ OVER_CLASSIFIED = Check(
                json_object('recorded_class', a.recorded_class, 'risk_class', a.risk_class) AS details
         FROM assessments a
         WHERE a.recorded_class IS NOT NULL
-          AND {_RANK.format('a.recorded_class')} > {_RANK.format('a.risk_class')}
+          AND {rank_case('a.recorded_class')} > {rank_case('a.risk_class')}
     """,
 )
 
@@ -115,7 +109,7 @@ PROVISION_SHORTFALL = Check(
                 "its computed class). Loans with no recorded provision are not judged.",
     sql=f"""
         SELECT a.loan_id, a.borrower_id,
-               'provision ' || {_yuan('l.provision')} || ' yuan, required ' || {_yuan('a.required_provision')}
+               'provision ' || {yuan('l.provision')} || ' yuan, required ' || {yuan('a.required_provision')}
                || ' yuan (' || a.risk_class || ')' AS message,
                json_object('provision_fen', l.provision, 'required_provision_fen', a.required_provision,
                            'shortfall_fen', a.required_provision - l.provision, 'risk_class', a.risk_class)
@@ -192,7 +186,7 @@ SINGLE_BORROWER = Check(
     reference="Commercial Banking Law of the PRC, Art. 39: loans to one borrower at most 10% of net capital",
     sql=f"""
         SELECT borrower_id,
-               'exposure ' || {_yuan('exposure')} || ' yuan is ' || {_percent('exposure', ':net_capital')} ||
+               'exposure ' || {yuan('exposure')} || ' yuan is ' || {_percent('exposure', ':net_capital')} ||
                ' of net capital' AS message,
                json_object('exposure_fen', exposure, 'net_capital_fen', :net_capital, 'max_share', :max_share)
                AS details
@@ -211,7 +205,7 @@ SINGLE_GROUP = Check(
     reference="Single group of related borrowers at most 15% of net capital (REFERENCE.md §2 [S])",
     description="Groups are the borrowers sharing a group_id in borrowers.csv.",
     sql=f"""
-        SELECT 'group ' || group_id || ': exposure ' || {_yuan('exposure')} || ' yuan is ' ||
+        SELECT 'group ' || group_id || ': exposure ' || {yuan('exposure')} || ' yuan is ' ||
                {_percent('exposure', ':net_capital')} || ' of net capital' AS message,
                group_id AS subject,
                json_object('group_id', group_id, 'members', members, 'exposure_fen', exposure,
@@ -232,7 +226,7 @@ TOP_TEN = Check(
                   "the ten largest borrowers' outstanding / net capital, at most (older rule [U])"),),
     reference="Top ten borrowers at most 50% of net capital (REFERENCE.md §2 [U]: an older rule, a parameter)",
     sql=f"""
-        SELECT 'ten largest borrowers: ' || {_yuan('total')} || ' yuan, ' ||
+        SELECT 'ten largest borrowers: ' || {yuan('total')} || ' yuan, ' ||
                {_percent('total', ':net_capital')} || ' of net capital' AS message,
                json_object('exposure_fen', total, 'borrowers', borrowers, 'net_capital_fen', :net_capital,
                            'max_share', :max_share) AS details

@@ -25,7 +25,7 @@ from loanrules.model import AssessmentField, Check, Classifier, Finding, Strateg
 from loanrules.plan import Planned
 from loanrules.sandbox import read_only
 from loanrules.schema import DERIVED_TABLES, RECOVERY_CATEGORIES, RISK_CLASSES
-from loanrules.sqltext import NON_PERFORMING, rank_case, unrank_case
+from loanrules.sqltext import NON_PERFORMING, literal, rank_case, unrank_case
 from loanrules.store import json_dumps, quote_identifier, savepoint
 
 FINDING_COLUMNS = ("loan_id", "borrower_id", "collateral_id", "subject", "message", "details", "severity")
@@ -64,10 +64,6 @@ class RunScope:
     cooperative: str = "default"
 
 
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 class ContributionFailed(Exception):
     """A contribution broke its contract (bad column, bad value): reported like a raised error."""
 
@@ -99,13 +95,13 @@ class Engine:
             views += [name, f"prev_{name}"]
         # every earlier as-of of this cooperative, with its date: for checks over a loan's history
         earlier_snapshots = (f"SELECT snapshot_id, as_of FROM main.snapshots WHERE cooperative = "
-                             f"{_sql_literal(scope.cooperative)} AND as_of < {_sql_literal(scope.as_of)}")
+                             f"{literal(scope.cooperative)} AND as_of < {literal(scope.as_of)}")
         for name in scope.all_tables:
             self._view(f"history_{name}", f"SELECT s.as_of AS as_of, t.* FROM main.{quote_identifier(name)} t "
                                           f"JOIN ({earlier_snapshots}) s ON s.snapshot_id = t.snapshot_id")
             views.append(f"history_{name}")
-        earlier_runs = (f"SELECT run_id, as_of FROM main.runs WHERE cooperative = {_sql_literal(scope.cooperative)} "
-                        f"AND as_of < {_sql_literal(scope.as_of)} AND superseded_by IS NULL "
+        earlier_runs = (f"SELECT run_id, as_of FROM main.runs WHERE cooperative = {literal(scope.cooperative)} "
+                        f"AND as_of < {literal(scope.as_of)} AND superseded_by IS NULL "
                         f"AND status IN ('succeeded', 'partial')")
         for name in ("assessments", "findings"):
             self._view(name, f"SELECT * FROM main.{name} WHERE run_id = {int(scope.run_id)}")

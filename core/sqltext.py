@@ -11,9 +11,14 @@ from collections.abc import Sequence
 from loanrules.schema import NON_PERFORMING_CLASSES, RISK_CLASSES
 
 
+def literal(text: str) -> str:
+    """A string as an SQL literal, for SQL that cannot take parameters (views)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def in_list(values: Sequence[str]) -> str:
     """A parenthesised SQL list of string literals: ('a', 'b')."""
-    return "(" + ", ".join("'" + value.replace("'", "''") + "'" for value in values) + ")"
+    return "(" + ", ".join(map(literal, values)) + ")"
 
 
 NON_PERFORMING = in_list(NON_PERFORMING_CLASSES)

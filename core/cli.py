@@ -267,7 +267,7 @@ def validate(session, snapshot_dir, config_path, as_of, packs, max_problems):
 @click.option("--verbose", "-v", is_flag=True, help="Also show descriptions and parameter docs.")
 @pass_session
 def checks(session, as_json, verbose):
-    """Every check, classifier and strategy: id, severity, parameters, tables, reference."""
+    """Every check, classifier, strategy, derivation and summary: id, severity, parameters, tables, reference."""
     registry = session.registry
     records = []
     for contribution_id, registered in sorted(registry.contributions.items()):
@@ -434,6 +434,53 @@ def export(session, what, db, run_id, fmt, output, config_path):
             for index, row in enumerate(rows):  # streamed: a million findings never sit in memory
                 handle.write(("," if index else "") + "\n  " + json.dumps(row, ensure_ascii=False))
             handle.write("\n]\n")
+
+
+@cli.command(name="summaries")
+@click.argument("summary_ids", nargs=-1)
+@db_option
+@click.option("--run", "run_id", type=int, help="Run id (default: the latest finished run).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="csv needs exactly one summary.")
+@pass_session
+def summaries_command(session, summary_ids, db, run_id, fmt):
+    """A run's report figures (collateral coverage by type, agency scorecard ...), as stored with the run.
+
+    SUMMARY_IDS are ids or prefixes (`collateral`); default all. Money in yuan, shares as percentages.
+    """
+    conn = results.open_results(db)
+    run = results.resolve_run(conn, run_id)
+    stored = results.summaries(conn, run, summary_ids)
+    if summary_ids and not stored:
+        raise click.ClickException(f"run {run['run_id']} stored no summary {', '.join(summary_ids)} "
+                                   f"(see `loanrules checks`: kind summary)")
+    if fmt == "csv":
+        if len(stored) != 1:
+            raise click.UsageError(f"--format csv writes one summary; this selects {len(stored)}: "
+                                   f"{', '.join(s.summary_id for s in stored) or 'none'}")
+        rows = [results.readable_summary_row(row) for row in stored[0].rows]
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    if fmt == "json":
+        click.echo(json.dumps({"run_id": run["run_id"], "as_of": run["as_of"], "summaries": [
+            {"id": s.summary_id, "title": _title(session, s.summary_id),
+             "rows": [results.readable_summary_row(row) for row in s.rows]} for s in stored]},
+            ensure_ascii=False, indent=2))
+        return
+    click.echo(f"run {run['run_id']}: {run['cooperative']} as of {run['as_of']}")
+    if not stored:
+        click.echo("(no summaries stored: run a pack with summaries, e.g. cooperative-baseline)")
+    for summary in stored:
+        click.echo(f"\n{summary.summary_id}: {_title(session, summary.summary_id)}")
+        rows = [results.readable_summary_row(row) for row in summary.rows]
+        _echo_rows([tuple(r.values()) for r in rows], tuple(rows[0]) if rows else (), False)
+
+
+def _title(session, contribution_id: str) -> str:
+    registered = session.registry.get(contribution_id)
+    return registered.item.title if registered else "(its plugin is not installed)"
 
 
 # ------------------------------------------------------------ demo

@@ -6,7 +6,7 @@ are its output, and a test keeps them from drifting from the code.
 
 from __future__ import annotations
 
-from loanrules.model import Check, Classifier
+from loanrules.model import Check, Classifier, Derivation, Summary
 from loanrules.registry import Registry
 
 
@@ -48,6 +48,13 @@ def pack_markdown(registry: Registry, name: str) -> str:
         if item.needs_net_capital:
             needs.append("`cooperative.net_capital` in the config")
         lines += [f"Needs: {', '.join(needs)}; skipped, with the reason, without them.", ""]
+        if item.optional_tables:
+            lines += [f"Reads, when the run builds them: {', '.join(f'`{t}`' for t in item.optional_tables)}.", ""]
+        if isinstance(item, Derivation):
+            lines += [f"Builds the table `{item.table}` for this run: {', '.join(f'`{c}`' for c in item.columns)}.",
+                      ""]
+        if isinstance(item, Summary):
+            lines += [f"Stored with each run: {', '.join(f'`{c}`' for c in item.columns)}.", ""]
         if item.params:
             lines += ["| parameter | default | in this pack | meaning |", "|---|---|---|---|"]
             for param in item.params:

@@ -1,4 +1,4 @@
-"""The stages of a run: classify -> check -> plan -> compare.
+"""The stages of a run: classify -> check -> plan -> summarize (derived tables built on first use).
 
 The engine runs inside the caller's transaction. Each contribution runs in
 its own SAVEPOINT: one that raises is rolled back alone, recorded with its
@@ -21,7 +21,17 @@ import attrs
 
 from loanrules.context import RunContext
 from loanrules.errors import ConfigError
-from loanrules.model import AssessmentField, Check, Classifier, Finding, Strategy, Task, Verdict
+from loanrules.model import (
+    AssessmentField,
+    Check,
+    Classifier,
+    Derivation,
+    Finding,
+    Strategy,
+    Summary,
+    Task,
+    Verdict,
+)
 from loanrules.plan import Planned
 from loanrules.sandbox import read_only
 from loanrules.schema import DERIVED_TABLES, RECOVERY_CATEGORIES, RISK_CLASSES
@@ -62,6 +72,8 @@ class RunScope:
     previous_as_of: str | None = None
     net_capital: int | None = None
     cooperative: str = "default"
+    # every registered derivation's table and columns: an unbuilt one is read as an empty table of them
+    derived_columns: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
 
 
 class ContributionFailed(Exception):
@@ -79,6 +91,8 @@ class Engine:
         self.traces: dict[str, str] = {}  # contribution id -> traceback of its failure
         self._facts_built = False
         self._views: tuple[str, ...] = ()
+        self._derivations = {p.item.table: p for p in plan if isinstance(p.item, Derivation)}
+        self._derived: dict[str, bool] = {}  # table -> built by its derivation (True) or an empty stand-in
 
     # ------------------------------------------------------------ set-up
 
@@ -125,8 +139,9 @@ class Engine:
         for name in self._views:
             self.conn.execute(f"DROP VIEW IF EXISTS temp.{quote_identifier(name)}")
         for table in ("staged_findings", "staged_tasks", "verdicts", "risk_classes", "verdict_summary",
-                      "borrower_facts", "collateral_facts"):
-            self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+                      "borrower_facts", "collateral_facts", *self._derived):
+            self.conn.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
+        self._derived = {}
         self._views, self._facts_built = (), False
 
     def _view(self, name: str, select: str) -> None:
@@ -193,20 +208,23 @@ class Engine:
         for planned in self.plan:
             if isinstance(planned.item, Strategy):
                 self._isolated(planned, self._strategy)
+        for planned in self.plan:
+            if isinstance(planned.item, Summary):
+                self._isolated(planned, self._summarize)
+        for table, planned in self._derivations.items():
+            if table not in self._derived:
+                self._record(planned, "skipped", f"no contribution in this run reads {table}", 0, 0.0)
         return self.outcomes
 
     def _isolated(self, planned: Planned, action: Callable[[Planned], int]) -> None:
         item = planned.item
         self.progress(f"{planned.kind} {item.id}")
-        needed = {source for table in item.tables for source in FACT_SOURCES.get(table, (table,))}
-        missing = [t for t in sorted(needed) if t not in self.scope.present_tables and t not in DERIVED_TABLES]
-        reason = None
-        if missing:
-            reason = "needs " + ", ".join(f"{t}.csv" for t in missing) + ", which this snapshot does not have"
-        elif item.needs_history and self.scope.previous_snapshot_id is None:
-            reason = "needs a previous as-of of this cooperative, and this is the first"
-        elif item.needs_net_capital and self.scope.net_capital is None:
-            reason = "needs the cooperative's net capital: set cooperative.net_capital in the config"
+        reason = self._unmet(item)
+        if reason is None:
+            for table in (*item.tables, *item.optional_tables):
+                if table in self.scope.derived_columns and not self._derive(table) and table in item.tables:
+                    reason = f"needs {table}, which no derivation built in this run ({self._derived_by(table)})"
+                    break
         if reason:
             self._record(planned, "skipped", reason, 0, 0.0)
             return
@@ -222,6 +240,19 @@ class Engine:
                          time.perf_counter() - started, traceback.format_exc())
             return
         self._record(planned, "ok", None, rows, time.perf_counter() - started)
+
+    def _unmet(self, item) -> str | None:
+        """Why ``item`` cannot run on this snapshot (a missing file, no history, no net capital), or None."""
+        snapshot_tables = [table for table in item.tables if table not in self.scope.derived_columns]
+        needed = {source for table in snapshot_tables for source in FACT_SOURCES.get(table, (table,))}
+        missing = [t for t in sorted(needed) if t not in self.scope.present_tables and t not in DERIVED_TABLES]
+        if missing:
+            return "needs " + ", ".join(f"{t}.csv" for t in missing) + ", which this snapshot does not have"
+        if item.needs_history and self.scope.previous_snapshot_id is None:
+            return "needs a previous as-of of this cooperative, and this is the first"
+        if item.needs_net_capital and self.scope.net_capital is None:
+            return "needs the cooperative's net capital: set cooperative.net_capital in the config"
+        return None
 
     def _record(self, planned: Planned, status: str, reason: str | None, rows: int, seconds: float,
                 trace: str | None = None) -> None:
@@ -425,6 +456,72 @@ class Engine:
         if incomplete:
             raise ContributionFailed(f"{incomplete} task(s) without borrower_id, loan_ids or step")
         return cursor.rowcount
+
+    # ------------------------------------------------------------ derive
+
+    def _derive(self, table: str) -> bool:
+        """Make ``table`` readable: built by its derivation when this run selected it and it can run,
+        else an empty table of its columns. True when built for real. Once per run."""
+        if table in self._derived:
+            return self._derived[table]
+        self._derived[table] = False  # also guards a derivation that reads itself, directly or not
+        planned = self._derivations.get(table)
+        if planned is not None:
+            self._isolated(planned, self._build_derivation)
+            self._derived[table] = any(o.contribution_id == planned.item.id and o.status == "ok"
+                                       for o in self.outcomes)
+        if not self._derived[table]:
+            self._create_derived(table, select=None)
+        return self._derived[table]
+
+    def _derived_by(self, table: str) -> str:
+        planned = self._derivations.get(table)
+        if planned is None:
+            return "its derivation is not selected: add its pack or enable it"
+        outcome = next(o for o in self.outcomes if o.contribution_id == planned.item.id)
+        return f"{planned.item.id} {outcome.status}: {outcome.reason}"
+
+    def _build_derivation(self, planned: Planned) -> int:
+        item: Derivation = planned.item
+        present = self._columns(item.sql, planned, item.columns)
+        missing = [c for c in item.columns if c not in present]
+        if missing:
+            raise ContributionFailed(f"its SQL returns no {', '.join(map(repr, missing))} column(s)")
+        self._create_derived(item.table, select=item.sql, params=self._sql_params(planned))
+        key = quote_identifier(item.columns[0])
+        twice = self.conn.execute(f"SELECT {key} FROM temp.{quote_identifier(item.table)} "
+                                  f"GROUP BY {key} HAVING count(*) > 1 LIMIT 1").fetchone()
+        if twice is not None:
+            raise ContributionFailed(f"{item.columns[0]} {twice[0]!r} has more than one row in {item.table}")
+        self.conn.execute(f"CREATE INDEX temp.{quote_identifier(item.table + '_key')} "
+                          f"ON {quote_identifier(item.table)} ({key})")
+        return self.conn.execute(f"SELECT count(*) FROM temp.{quote_identifier(item.table)}").fetchone()[0]
+
+    def _create_derived(self, table: str, select: str | None, params: Mapping[str, Any] | None = None) -> None:
+        columns = self.scope.derived_columns[table]
+        self.conn.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
+        if select is None:  # the stand-in: no rows, the same columns
+            self.conn.execute(f"CREATE TEMP TABLE {quote_identifier(table)} "
+                              f"({', '.join(map(quote_identifier, columns))})")
+            return
+        listed = ", ".join(f"f.{quote_identifier(c)}" for c in columns)
+        self.conn.execute(f"CREATE TEMP TABLE {quote_identifier(table)} AS SELECT {listed} FROM ({select}) f",
+                          params or {})
+
+    # ------------------------------------------------------------ summarize
+
+    def _summarize(self, planned: Planned) -> int:
+        """Store the summary's rows with the run, each as a JSON object of its columns in order."""
+        item: Summary = planned.item
+        present = self._columns(item.sql, planned, item.columns)
+        missing = [c for c in item.columns if c not in present]
+        if missing:
+            raise ContributionFailed(f"its SQL returns no {', '.join(map(repr, missing))} column(s)")
+        pairs = ", ".join(f"{literal(c)}, f.{quote_identifier(c)}" for c in item.columns)
+        return self.conn.execute(
+            f"INSERT INTO main.summaries (run_id, summary_id, row_no, data) "
+            f"SELECT :run_id, :check_id, row_number() OVER (), json_object({pairs}) FROM ({item.sql}) f",
+            self._sql_params(planned)).rowcount
 
     # ------------------------------------------------------------ shared facts
 

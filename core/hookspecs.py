@@ -51,8 +51,24 @@ def register_strategies(register):
 
 
 @hookspec
+def register_derivations(register):
+    """Contribute derived tables: ``register(Derivation(...))``, a per-run
+    table of figures (SQL) that other contributions read by its ``table``
+    name, e.g. each loan's effective collateral value for the recovery
+    categories. Listing it in ``optional_tables`` reads it when the run has
+    it and an empty table of the same columns when not."""
+
+
+@hookspec
+def register_summaries(register):
+    """Contribute report summaries: ``register(Summary(...))``, a small table
+    of figures (SQL) computed at the end of each run and stored with it, for
+    the reports and ``loanrules summaries``."""
+
+
+@hookspec
 def register_packs(register):
     """Contribute packs: ``register(Pack(...))``, a named, versioned set of
-    checks, classifiers and strategies with parameter values. Registering a
+    checks, classifiers, strategies, derivations and summaries with parameter values. Registering a
     pack name that exists with the same version adds members to it (a later
     plugin extending ``cooperative-baseline``); another version is an error."""

@@ -1,4 +1,5 @@
-"""The values plugins contribute: checks, classifiers, strategies, packs, and what they yield.
+"""The values plugins contribute: checks, classifiers, strategies, derivations, summaries, packs, and what
+they yield.
 
 Records are frozen attrs classes; closed vocabularies are enums. External
 values (config, CLI) are validated where they enter, by ``Param.coerce``.
@@ -173,6 +174,10 @@ class _Contribution:
     tables: tuple[str, ...] = attrs.field(default=("loans",), converter=tuple)
     reference: str = ""
     description: str = ""
+    # Derived tables (a Derivation's ``table``) read when this run builds them: when it does not, the
+    # contribution sees an empty table of the same columns, so one plugin can use another's figures
+    # without depending on it being installed or selected.
+    optional_tables: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     needs_history: bool = False  # skipped, with the reason, when there is no previous as-of
     needs_net_capital: bool = False  # skipped, with the reason, when the config gives no net capital
 
@@ -229,6 +234,53 @@ class Strategy(_Contribution):
     """
 
     tables: tuple[str, ...] = attrs.field(default=("loans",), converter=tuple)
+
+
+TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _sql_only(instance, attribute, value):
+    if instance.sql is None:
+        raise ValueError(f"{instance.id}: a {type(instance).__name__} is SQL only (give sql=)")
+
+
+def _column_names(value: Iterable[str]) -> tuple[str, ...]:
+    names = tuple(value)
+    if not names or any(not TABLE_NAME.match(name) for name in names) or len(set(names)) != len(names):
+        raise ValueError(f"columns must be distinct lower-case names, at least one: {names!r}")
+    return names
+
+
+@attrs.frozen(kw_only=True)
+class Derivation(_Contribution):
+    """A per-run table of figures other contributions read, such as each loan's effective collateral value.
+
+    ``sql`` returns ``columns`` (the first is the key: one row per value).
+    The table, named ``table``, is built once per run, when the first
+    contribution that lists it in ``tables`` or ``optional_tables`` runs
+    (classifiers included: a derivation first used by a classifier that is
+    not a risk-class one sees the risk classes as ``assessments``).
+    A contribution that lists it in ``tables`` is skipped, with the reason,
+    when the derivation is not in the run.
+    """
+
+    table: str = attrs.field(validator=attrs.validators.matches_re(TABLE_NAME))
+    columns: tuple[str, ...] = attrs.field(converter=_column_names)
+    sql: str | None = attrs.field(default=None, validator=_sql_only)
+
+
+@attrs.frozen(kw_only=True)
+class Summary(_Contribution):
+    """A table of figures for the reports (coverage by collateral type, an agency scorecard).
+
+    Computed at the end of every run that selects it and stored with the run
+    (table ``summaries``), so a report of any past run reads it without the
+    snapshot. ``sql`` returns ``columns`` in that order; money columns are
+    integer fen and end in ``_fen``, shares end in ``_share`` (0..1).
+    """
+
+    columns: tuple[str, ...] = attrs.field(converter=_column_names)
+    sql: str | None = attrs.field(default=None, validator=_sql_only)
 
 
 @attrs.frozen(kw_only=True)

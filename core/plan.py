@@ -14,7 +14,7 @@ import attrs
 
 from loanrules.config import Config, SqlRule
 from loanrules.errors import ConfigError, UsageError
-from loanrules.model import Check, Classifier, Severity, Strategy
+from loanrules.model import Check, Classifier, Derivation, Severity, Strategy, Summary
 from loanrules.registry import Registry
 
 CONFIG_PLUGIN = "config"
@@ -24,7 +24,7 @@ RESERVED_PARAMS = frozenset({"as_of", "run_id", "snapshot_id", "previous_as_of",
 
 @attrs.frozen
 class Planned:
-    item: Check | Classifier | Strategy
+    item: Check | Classifier | Strategy | Derivation | Summary
     plugin: str
     params: Mapping[str, Any]  # canonical Python values
     severity: Severity | None  # checks only

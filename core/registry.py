@@ -13,10 +13,10 @@ import attrs
 
 from loanrules.errors import PluginError
 from loanrules.manager import PluginManager
-from loanrules.model import Check, Classifier, Pack, Strategy
+from loanrules.model import Check, Classifier, Derivation, Pack, Strategy, Summary
 from loanrules.schema import CANONICAL_TABLES, DERIVED_TABLES, TableSpec
 
-Contribution = Check | Classifier | Strategy
+Contribution = Check | Classifier | Strategy | Derivation | Summary
 
 
 @attrs.frozen
@@ -39,6 +39,9 @@ class Registry:
         manager.call_register_hook("register_checks", _expecting(Check, registry.add))
         manager.call_register_hook("register_classifiers", _expecting(Classifier, registry.add))
         manager.call_register_hook("register_strategies", _expecting(Strategy, registry.add))
+        manager.call_register_hook("register_derivations", _expecting(Derivation, registry.add))
+        manager.call_register_hook("register_summaries", _expecting(Summary, registry.add))
+        registry._check_tables()
         manager.call_register_hook("register_packs", _expecting(Pack, registry._add_pack))
         registry._check_packs()
         return registry
@@ -55,10 +58,34 @@ class Registry:
             raise PluginError(
                 f"{item.id!r} is registered twice: by plugin {earlier.plugin!r} and by {plugin!r}"
             )
-        for table in item.tables:
-            if table not in self.tables and table not in DERIVED_TABLES:
-                raise PluginError(f"plugin {plugin!r}, {item.id}: unknown table {table!r}")
+        if isinstance(item, Derivation):
+            clash = self.tables.get(item.table) or item.table in DERIVED_TABLES
+            other = self.derivation_for(item.table)
+            if clash or other is not None:
+                owner = f"derivation {other.item.id!r}" if other else "a snapshot or core table"
+                raise PluginError(f"plugin {plugin!r}, {item.id}: table {item.table!r} is already {owner}")
         self.contributions[item.id] = Registered(plugin, item)
+
+    def _check_tables(self) -> None:
+        """Every table a contribution reads exists, once all derivations are known (any plugin order)."""
+        for registered in self.contributions.values():
+            item = registered.item
+            for table in (*item.tables, *item.optional_tables):
+                derived = self.derivation_for(table)
+                if table in item.optional_tables and derived is None:
+                    raise PluginError(f"plugin {registered.plugin!r}, {item.id}: optional table {table!r} is "
+                                      f"no derivation's table")
+                if table not in self.tables and table not in DERIVED_TABLES and derived is None:
+                    raise PluginError(f"plugin {registered.plugin!r}, {item.id}: unknown table {table!r}")
+
+    def derived_columns(self) -> dict[str, tuple[str, ...]]:
+        """Each derivation's table and its columns, selected for a run or not."""
+        return {r.item.table: r.item.columns for r in self.of_kind(Derivation)}
+
+    def derivation_for(self, table: str) -> Registered | None:
+        """The registered derivation that builds ``table``, if any."""
+        return next((r for r in self.contributions.values()
+                     if isinstance(r.item, Derivation) and r.item.table == table), None)
 
     def _add_pack(self, plugin: str, pack: Pack) -> None:
         known = self.packs.get(pack.name)

@@ -172,3 +172,39 @@ def export_rows(conn: sqlite3.Connection, what: str, run: sqlite3.Row) -> Iterat
         if what in EXPLAINED:
             record["explanation"] = explain(record[EXPLAINED[what]])
         yield record
+
+
+@attrs.frozen
+class StoredSummary:
+    summary_id: str
+    columns: tuple[str, ...]
+    rows: tuple[dict, ...]  # as stored: money in integer fen, shares as fractions
+
+
+def summaries(conn: sqlite3.Connection, run: sqlite3.Row, selected: Sequence[str] = ()) -> list[StoredSummary]:
+    """A run's stored summaries, in id order; ``selected`` ids or prefixes (``collateral``) narrow them."""
+    found: dict[str, list[dict]] = {}
+    for summary_id, data in conn.execute(
+            "SELECT summary_id, data FROM summaries WHERE run_id = ? ORDER BY summary_id, row_no", (run["run_id"],)):
+        if not selected or any(summary_id == s or summary_id.startswith(s + ".") for s in selected):
+            found.setdefault(summary_id, []).append(json.loads(data))
+    # a summary with no rows stores none: it still has a recorded outcome for the run
+    for (summary_id,) in conn.execute(
+            "SELECT contribution_id FROM run_contributions WHERE run_id = ? AND kind = 'summary' AND status = 'ok'",
+            (run["run_id"],)):
+        if not selected or any(summary_id == s or summary_id.startswith(s + ".") for s in selected):
+            found.setdefault(summary_id, [])
+    return [StoredSummary(sid, tuple(rows[0]) if rows else (), tuple(rows)) for sid, rows in sorted(found.items())]
+
+
+def readable_summary_row(row: dict) -> dict:
+    """Money (``*_fen``) as decimal yuan strings under ``*_yuan``; shares (``*_share``) as percentages."""
+    readable = {}
+    for name, value in row.items():
+        if name.endswith("_fen"):
+            readable[name[:-4] + "_yuan"] = format_fen(value)
+        elif name.endswith("_share") and value is not None:
+            readable[name] = f"{100 * value:.2f}%"
+        else:
+            readable[name] = value
+    return readable

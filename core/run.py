@@ -138,7 +138,7 @@ def _run_locked(conn, db_path, snapshot_dir, as_of, config, registry, pack_names
                              present_tables=snapshot.tables, all_tables=tuple(registry.tables),
                              previous_snapshot_id=previous_snapshot, previous_run_id=previous_run,
                              previous_as_of=previous_as_of, net_capital=config.net_capital,
-                             cooperative=config.cooperative)
+                             cooperative=config.cooperative, derived_columns=registry.derived_columns())
             engine = Engine(conn, plan, scope, progress)
             try:
                 outcomes = engine.run()
@@ -190,7 +190,7 @@ def _supersede_earlier_runs(conn: sqlite3.Connection, run_id: int, cooperative: 
         "SELECT run_id FROM runs WHERE cooperative = ? AND as_of = ? AND run_id != ? AND superseded_by IS NULL "
         "AND status != 'running'", (cooperative, as_of, run_id))]
     for old in earlier:
-        for table in ("findings", "assessments", "collection_tasks", "run_contributions"):
+        for table in ("findings", "assessments", "collection_tasks", "run_contributions", "summaries"):
             conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (old,))
         conn.execute("UPDATE runs SET superseded_by = ? WHERE run_id = ?", (run_id, old))
 

@@ -59,6 +59,10 @@ RESULT_TABLES: dict[str, dict] = {
         columns={"run_id": int, "task_id": str, "borrower_id": str, "loan_ids": str, "step": str,
                  "assignee": str, "due_date": str, "priority": int, "status": str, "strategy_id": str},
     ),
+    # A run's report figures (loanrules.Summary): one row per figure row, its columns as a JSON object in order.
+    "summaries": dict(
+        columns={"run_id": int, "summary_id": str, "row_no": int, "data": str},
+    ),
     "quarantine": dict(
         columns={"snapshot_id": int, "file": str, "line": int, "column": str, "value": str, "reason": str,
                  "row": str},
@@ -72,6 +76,7 @@ RESULT_INDEXES = (
     ("assessments", ("run_id", "loan_id")),
     ("collection_tasks", ("run_id", "borrower_id")),
     ("run_contributions", ("run_id",)),
+    ("summaries", ("run_id", "summary_id", "row_no")),
 )
 
 

@@ -124,8 +124,8 @@ def contribution(db: Path, contribution_id: str) -> tuple[str, str | None]:
 def test_a_clean_mortgage_produces_no_collateral_finding(night):
     night(**book())
     assert query(night.db, "SELECT check_id, message FROM findings WHERE run_id = ?", (latest_run(night.db),)) == []
-    statuses = dict(query(night.db, "SELECT contribution_id, status FROM run_contributions WHERE run_id = ?",
-                          (latest_run(night.db),)))
+    statuses = dict(query(night.db, "SELECT contribution_id, status FROM run_contributions WHERE run_id = ? "
+                                    "AND kind = 'check'", (latest_run(night.db),)))
     # the first night has no history; every other check ran
     assert statuses.pop(DROPPED) == statuses.pop(OVERVALUATION) == "skipped"
     assert {k: v for k, v in statuses.items() if k.startswith(("collateral.", "appraiser."))} == {
@@ -135,8 +135,8 @@ def test_a_clean_mortgage_produces_no_collateral_finding(night):
 def test_the_pack_is_versioned_and_holds_every_collateral_check(registry):
     pack = registry.packs[PACK]
     assert pack.version == "1.0.0"
-    assert set(pack.members) == {LTV, STALE, APPRAISER, NOT_REGISTERED, NOT_VERIFIED, MISSING, REPEATED, DROPPED,
-                                 OVERVALUATION}
+    assert {LTV, STALE, APPRAISER, NOT_REGISTERED, NOT_VERIFIED, MISSING, REPEATED, DROPPED,
+            OVERVALUATION} <= set(pack.members)  # and the derivation and summaries: test_collateral_valuation
 
 
 # ------------------------------------------------------------ loan-to-value

@@ -683,7 +683,7 @@ def test_packs_lists_the_versioned_pack_with_every_classifier_and_check(runner):
     listed = invoke(runner, "packs", "--json")
     assert listed.exit_code == 0, listed.output
     (pack,) = [p for p in json.loads(listed.stdout) if p["name"] == PACK]
-    assert pack["version"] == "1.0.0"
+    assert pack["version"] == "1.1.0"
     assert set(pack["members"]) == {
         FIVE_CATEGORY, "classification.required_provision", "classification.recovery_category",
         "classification.under_classified", "classification.over_classified", EARLY_UPGRADE,

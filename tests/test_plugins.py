@@ -214,5 +214,5 @@ def test_checks_lists_id_severity_parameters_tables_and_reference(runner):
 def test_packs_lists_name_version_and_members(runner):
     packs = {pack["name"]: pack for pack in json.loads(invoke(runner, "packs", "--json").output)}
     pack = packs["data-quality"]
-    assert pack["version"] == "1.0.0" and packs["cn-five-category"]["version"] == "1.0.0"
+    assert pack["version"] == "1.0.0" and packs["cn-five-category"]["version"] == "1.1.0"
     assert "data.matured_not_overdue" in pack["members"]

@@ -7,7 +7,9 @@ misbehave), find repeated mortgages, and monitor collateral dynamically. Each
 of those is a check here: loan-to-value per collateral type, stale
 appraisals, appraisers not approved, registration missing or late, site
 verification, mortgage loans without collateral, repeated mortgages, values
-that fell since the previous as-of, and agencies that overvalue. Every
+that fell since the previous as-of, and agencies that overvalue. Also each
+loan's effective collateral value (a derivation the recovery categories
+read) and report summaries (coverage by type, the agency scorecard). Every
 threshold is a parameter; config/packs/cooperative-baseline.md documents the
 pack, which later plugins (inspections, village collectives, credit files,
 collection) extend.
@@ -18,6 +20,7 @@ Written like a third-party plugin: only the public API.
 from loanrules import Pack, hookimpl
 
 from .checks import CHECKS
+from .valuation import EFFECTIVE_VALUE
 
 PACK_VERSION = "1.0.0"
 
@@ -29,6 +32,11 @@ def register_checks(register):
 
 
 @hookimpl
+def register_derivations(register):
+    register(EFFECTIVE_VALUE)
+
+
+@hookimpl
 def register_packs(register):
     register(Pack(
         name="cooperative-baseline",
@@ -37,5 +45,5 @@ def register_packs(register):
         description="The rural credit cooperatives' own management guidance (REFERENCE.md §4) as checks: "
                     "collateral entry, registration, site verification, prudent valuation, approved appraisal "
                     "agencies, repeated mortgages and dynamic monitoring. Later plugins add their checks to it.",
-        members=[check.id for check in CHECKS],
+        members=[EFFECTIVE_VALUE.id, *(check.id for check in CHECKS)],
     ))

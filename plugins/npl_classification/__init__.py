@@ -16,7 +16,7 @@ from loanrules import Pack, hookimpl
 from .checks import CHECKS
 from .classify import CLASSIFIERS
 
-PACK_VERSION = "1.0.0"
+PACK_VERSION = "1.1.0"
 
 
 @hookimpl

@@ -132,16 +132,17 @@ REQUIRED_PROVISION = Classifier(
 
 RECOVERY_PARAMS = (
     Param("full_coverage", "1.00", ParamType.DECIMAL,
-          "registered collateral covering at least this share of principal and interest in arrears: recoverable"),
+          "collateral covering at least this share of principal and interest in arrears: recoverable"),
     Param("weak_coverage", "0.30", ParamType.DECIMAL,
           "below this share, a borrower deceased or dissolved, gone, or without any capacity to repay is "
           "unrecoverable for now"),
     Param("collateral_haircut", "0.00", ParamType.DECIMAL,
-          "share taken off appraised values before they count as coverage"),
+          "share taken off appraised values before they count as coverage, when the effective collateral value "
+          "is not in the run (collateral.effective_value has its own haircut)"),
 )
 
-# A collateral's value is shared by the loans it secures in proportion to
-# their outstanding; only registered collateral counts.
+# Without the effective collateral value, a collateral's value is shared by the
+# loans it secures in proportion to their outstanding; only registered collateral counts.
 RECOVERY_SQL = """
 WITH npl AS (
     SELECT a.loan_id, l.borrower_id, l.outstanding_principal,
@@ -150,22 +151,25 @@ WITH npl AS (
     WHERE a.risk_class IN ('substandard', 'doubtful', 'loss')
 ),
 covered AS MATERIALIZED (
-    -- correlated lookups through the pledges indexes: a join of materialized
+    -- the effective collateral value when collateral.effective_value is in the run (an empty table when not);
+    -- else correlated lookups through the pledges indexes: a join of materialized
     -- aggregates here made SQLite scan them once per loan (minutes at 1M loans)
-    SELECT n.*,
-           coalesce((
+    SELECT n.*, CASE WHEN (SELECT 1 FROM effective_collateral LIMIT 1) THEN 'effective' ELSE 'registered' END
+               AS basis,
+           CASE WHEN (SELECT 1 FROM effective_collateral LIMIT 1) THEN coalesce(e.effective_value, 0)
+           ELSE coalesce((
                SELECT CAST(round(sum(c.appraised_value * (1 - :collateral_haircut) * n.outstanding_principal
                                      / (SELECT sum(l2.outstanding_principal) FROM pledges p2
                                         JOIN loans l2 ON l2.loan_id = p2.loan_id AND coalesce(l2.written_off, 0) = 0
                                         WHERE p2.collateral_id = p.collateral_id))) AS INTEGER)
                FROM pledges p
                JOIN collateral c ON c.collateral_id = p.collateral_id AND c.registration_status = 'registered'
-               WHERE p.loan_id = n.loan_id), 0) AS covered
-    FROM npl n
+               WHERE p.loan_id = n.loan_id), 0) END AS covered
+    FROM npl n LEFT JOIN effective_collateral e ON e.loan_id = n.loan_id
 ),
 facts AS (
     -- whole fen, so the comparisons are exact integer arithmetic
-    SELECT v.loan_id, v.exposure, v.covered,
+    SELECT v.loan_id, v.exposure, v.covered, v.basis,
            CASE WHEN v.exposure > 0 THEN v.covered * 1.0 / v.exposure ELSE 1 END AS ratio,
            v.covered * 10000 >= v.exposure * CAST(round(:full_coverage * 10000) AS INTEGER) AS fully_covered,
            v.covered * 10000 < v.exposure * CAST(round(:weak_coverage * 10000) AS INTEGER) AS weakly_covered,
@@ -192,7 +196,7 @@ SELECT loan_id,
                  WHEN 'willing_and_able' THEN 'recoverable'
                  WHEN 'needs_effort' THEN 'recoverable_with_effort'
                  ELSE 'unrecoverable_for_now' END AS recovery_category,
-       json_object('rule', rule, 'coverage', round(ratio, 4), 'covered_fen', covered,
+       json_object('rule', rule, 'coverage', round(ratio, 4), 'covered_fen', covered, 'collateral_basis', basis,
                    'exposure_fen', exposure, 'repayment_willingness', repayment_willingness,
                    'repayment_capacity', repayment_capacity, 'whereabouts_known', whereabouts_known,
                    'deceased_or_dissolved', deceased_or_dissolved, 'in_litigation', in_litigation) AS details
@@ -205,13 +209,17 @@ RECOVERY = Classifier(
     assigns="recovery_category",
     params=RECOVERY_PARAMS,
     tables=("loans",),
+    optional_tables=("effective_collateral",),
     reference="The cooperatives' NPL investigation practice (REFERENCE.md §4): creditor-debtor relationship, "
               "willingness and ability to repay, effective assets, feasibility of disposal",
     description=(
         "For every non-performing loan (computed class substandard, doubtful or loss), in order: "
-        "recoverable when registered collateral (its appraised value less collateral_haircut, shared among "
-        "the loans it secures in proportion to their outstanding) covers at least full_coverage (100%) of "
-        "principal and interest in arrears; unrecoverable for now when coverage is below weak_coverage (30%) "
+        "recoverable when collateral covers at least full_coverage (100%) of principal and interest in arrears. "
+        "The collateral counted is the loan's effective collateral value (registered, verified on site, at its "
+        "lending value within the loan-to-value limits, after a haircut; details.collateral_basis `effective`) "
+        "when collateral.effective_value (pack cooperative-baseline) runs too; otherwise registered collateral "
+        "at its appraised value less collateral_haircut, shared among the loans it secures in proportion to "
+        "their outstanding (`registered`). Then: unrecoverable for now when coverage is below weak_coverage (30%) "
         "and the borrower is deceased or dissolved, gone (whereabouts unknown) or without any capacity to "
         "repay; recoverable when the borrower is willing (good or fair) and able (normal capacity), not in "
         "litigation and reachable; otherwise recoverable with effort (partial collateral, weak capacity, "

@@ -1,9 +1,9 @@
-"""Run the benchmarks of issues 2, 3 and 4 and compare each figure with a baseline measured in the same run.
+"""Run the benchmarks of issues 2 to 5 and compare each figure with a baseline measured in the same run.
 
     python bench/run.py [--loans N] [--only NAME ...]
 
 Benchmarks (each its own module, ``bench_<name>.py``): load, memory, checks,
-dispatch, classification, collateral. Prints one table (figure, baseline, ratio, target, PASS/FAIL) and
+dispatch, classification, collateral, inspections, villages, credit_files. Prints one table (figure, baseline, ratio, target, PASS/FAIL) and
 writes the same to ``bench/results/latest.json``. Demo data is generated once
 per size and cached under ``bench/results/data-<N>/``. Exit status: 0 when
 every target is met, 1 when one is missed, 2 when a benchmark could not run.
@@ -26,7 +26,8 @@ import traceback
 from common import RESULTS, BenchError, Measurement, Settings, say, scratch_dir
 from tabulate import tabulate
 
-BENCHMARKS = ("load", "memory", "checks", "dispatch", "classification", "collateral")
+BENCHMARKS = ("load", "memory", "checks", "dispatch", "classification", "collateral", "inspections", "villages",
+              "credit_files")
 DEFAULT_LOANS = 1_000_000
 
 

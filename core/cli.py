@@ -446,7 +446,8 @@ def export(session, what, db, run_id, fmt, output, config_path):
 def summaries_command(session, summary_ids, db, run_id, fmt):
     """A run's report figures (collateral coverage by type, agency scorecard ...), as stored with the run.
 
-    SUMMARY_IDS are ids or prefixes (`collateral`); default all. Money in yuan, shares as percentages.
+    SUMMARY_IDS are ids or prefixes (`collateral`); default all. Money in yuan; shares as percentages
+    in the table, as fractions in CSV and JSON.
     """
     conn = results.open_results(db)
     run = results.resolve_run(conn, run_id)
@@ -474,8 +475,10 @@ def summaries_command(session, summary_ids, db, run_id, fmt):
         click.echo("(no summaries stored: run a pack with summaries, e.g. cooperative-baseline)")
     for summary in stored:
         click.echo(f"\n{summary.summary_id}: {_title(session, summary.summary_id)}")
-        rows = [results.readable_summary_row(row) for row in summary.rows]
-        _echo_rows([tuple(r.values()) for r in rows], tuple(rows[0]) if rows else (), False)
+        rows = [results.readable_summary_row(row, percent=True) for row in summary.rows]
+        # numbers as stored: tabulate would turn 46430300.00 yuan into 4.64303e+07
+        click.echo(tabulate([tuple(r.values()) for r in rows], headers=tuple(rows[0]), disable_numparse=True)
+                   if rows else "(none)")
 
 
 def _title(session, contribution_id: str) -> str:

@@ -197,13 +197,14 @@ def summaries(conn: sqlite3.Connection, run: sqlite3.Row, selected: Sequence[str
     return [StoredSummary(sid, tuple(rows[0]) if rows else (), tuple(rows)) for sid, rows in sorted(found.items())]
 
 
-def readable_summary_row(row: dict) -> dict:
-    """Money (``*_fen``) as decimal yuan strings under ``*_yuan``; shares (``*_share``) as percentages."""
+def readable_summary_row(row: dict, percent: bool = False) -> dict:
+    """Money (``*_fen``) as decimal yuan strings under ``*_yuan`` (the export contract); shares
+    (``*_share``) stay fractions for files, and become percentages for people with ``percent``."""
     readable = {}
     for name, value in row.items():
         if name.endswith("_fen"):
             readable[name[:-4] + "_yuan"] = format_fen(value)
-        elif name.endswith("_share") and value is not None:
+        elif percent and name.endswith("_share") and value is not None:
             readable[name] = f"{100 * value:.2f}%"
         else:
             readable[name] = value

@@ -20,6 +20,7 @@ Written like a third-party plugin: only the public API.
 from loanrules import Pack, hookimpl
 
 from .checks import CHECKS
+from .summaries import SUMMARIES
 from .valuation import EFFECTIVE_VALUE
 
 PACK_VERSION = "1.0.0"
@@ -37,6 +38,12 @@ def register_derivations(register):
 
 
 @hookimpl
+def register_summaries(register):
+    for summary in SUMMARIES:
+        register(summary)
+
+
+@hookimpl
 def register_packs(register):
     register(Pack(
         name="cooperative-baseline",
@@ -45,5 +52,5 @@ def register_packs(register):
         description="The rural credit cooperatives' own management guidance (REFERENCE.md §4) as checks: "
                     "collateral entry, registration, site verification, prudent valuation, approved appraisal "
                     "agencies, repeated mortgages and dynamic monitoring. Later plugins add their checks to it.",
-        members=[EFFECTIVE_VALUE.id, *(check.id for check in CHECKS)],
+        members=[EFFECTIVE_VALUE.id, *(check.id for check in CHECKS), *(summary.id for summary in SUMMARIES)],
     ))

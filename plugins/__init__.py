@@ -21,7 +21,10 @@ To ship it as a package, declare an entry point in the group ``loanrules``
 
 Hooks (see ``loanrules.hookspecs`` for the full contract): ``register_checks``,
 ``register_classifiers``, ``register_strategies``, ``register_packs``,
-``register_tables``. What SQL and ``evaluate(ctx)`` see inside a run is
+``register_tables``, ``register_derivations`` (per-run tables other plugins
+read: ``collateral_checks`` builds ``effective_collateral``, which
+``npl_classification`` lists in ``optional_tables``) and
+``register_summaries`` (report figures stored with each run). What SQL and ``evaluate(ctx)`` see inside a run is
 described in ``loanrules.context``: the snapshot's tables by their canonical
 names, money in integer fen, dates as ISO text.
 

@@ -25,8 +25,9 @@ What the book contains
   collectives 1M-8M). About 85% are current, the rest overdue from a few days
   to more than a year (some village collective loans for more than three
   years); ~3% restructured within two years; a handful written off.
-* Collateral behind mortgage and pledge loans, appraised mostly at 1.2-2.5
-  times the loan by twelve appraisers, registered mostly on time.
+* Collateral behind mortgage and pledge loans, by twelve appraisers, mostly
+  lent against at 55-95% of the type's typical loan-to-value limit (8% above
+  it), registered mostly on time.
 * Post-loan inspections, collection actions on overdue loans, the credit file
   documents of every loan, and villages expecting land transfer compensation.
 
@@ -374,6 +375,9 @@ _TERM_TABLES = {product: _cumulative(pairs) for product, pairs in TERM_DAYS.item
 _DAYS_PAST_DUE_TABLE = _cumulative(DAYS_PAST_DUE)
 _DAYS_PAST_DUE_VILLAGE_TABLE = _cumulative(DAYS_PAST_DUE_VILLAGE)
 _COLLATERAL_TABLES = {kind: _cumulative(pairs) for kind, pairs in COLLATERAL_TYPES.items()}
+# The typical loan-to-value limits cooperatives lend to (issue 4's defaults): a demo officer lends within them.
+_TYPICAL_LTV = {"house": 0.70, "commercial_property": 0.60, "land_use_right": 0.50, "forest_right": 0.50,
+                "equipment": 0.50, "vehicle": 0.50, "deposit": 0.90, "bond": 0.90, "other": 0.50}
 _APPRAISER_TABLE = _cumulative(tuple((f"AP{n + 1:02d}", w) for n, w in enumerate(APPRAISER_WEIGHTS)))
 
 
@@ -767,13 +771,13 @@ class _Book:
                 loan.pledges.append((collateral, lien_rank, loan.principal))
                 borrower.collateral.append(collateral)
                 return
-        # Appraised mostly at 1.2-2.5 times the loan; some well over the LTV limit.
-        ratio = 0.6 + 0.55 * u_ratio if u_ltv < 0.08 else 1.2 + 1.3 * u_ratio
+        # Lent mostly at 55-95% of the collateral type's loan-to-value limit; some 8% above it.
+        headroom = 1.05 + 0.3 * u_ratio if u_ltv < 0.08 else 0.55 + 0.4 * u_ratio
         shares = (0.5 + 0.3 * u_split, 0.5 - 0.3 * u_split) if u_two < 0.2 else (1.0,)
         lien_rank = 2 if u_rank < 0.05 else 1  # the first lien is held by another bank
         secured_left = loan.principal
         for number, fraction in enumerate(shares):
-            collateral = self._one_collateral(loan, borrower, int(loan.principal * ratio * fraction))
+            collateral = self._one_collateral(loan, borrower, loan.principal * fraction / headroom)
             secured = secured_left if number == len(shares) - 1 else int(loan.principal * fraction)
             secured_left -= secured
             loan.pledges.append((collateral, lien_rank, secured))
@@ -796,7 +800,9 @@ class _Book:
             table = "household"
         return _pick(_COLLATERAL_TABLES[table], self.rng.random())
 
-    def _one_collateral(self, loan: _Loan, borrower: _Borrower, value: int) -> _Collateral:
+    def _one_collateral(self, loan: _Loan, borrower: _Borrower, lendable: float) -> _Collateral:
+        """A collateral whose lending value (appraised value times its type's typical LTV limit) is
+        ``lendable`` fen."""
         r = self.rng.random
         today = self.first_as_of
         collateral = _Collateral()
@@ -813,7 +819,7 @@ class _Book:
             collateral.appraisal_day = loan.origination
             collateral.appraiser_id = ""
         else:
-            collateral.appraised_value = max(100, value // 100 * 100)
+            collateral.appraised_value = max(100, int(lendable / _TYPICAL_LTV[kind]) // 100 * 100)
             collateral.appraisal_day = loan.origination - 5 - int(u_old_day * 55)
             collateral.appraiser_id = appraiser
             # Half the older loans had their collateral revalued in the last year; the rest are stale.

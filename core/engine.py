@@ -39,10 +39,12 @@ from loanrules.sqltext import NON_PERFORMING, literal, rank_case, unrank_case
 from loanrules.store import json_dumps, quote_identifier, savepoint
 
 FINDING_COLUMNS = ("loan_id", "borrower_id", "collateral_id", "subject", "message", "details", "severity")
-TASK_COLUMNS = ("borrower_id", "loan_ids", "step", "assignee", "due_date", "priority")
+TASK_COLUMNS = ("borrower_id", "loan_ids", "step", "assignee", "due_date", "priority", "done_when")
 INSERT_BATCH = 10_000
 # The snapshot tables each facts table is built from: a contribution that reads the facts needs them too.
 FACT_SOURCES = {"borrower_facts": ("loans",), "collateral_facts": ("collateral", "pledges")}
+# The contribution id each facts build is recorded under (kind "facts"), with its rows and seconds.
+FACT_IDS = {"borrower_facts": "loanrules.facts.borrower", "collateral_facts": "loanrules.facts.collateral"}
 
 
 @attrs.frozen
@@ -117,7 +119,7 @@ class Engine:
         earlier_runs = (f"SELECT run_id, as_of FROM main.runs WHERE cooperative = {literal(scope.cooperative)} "
                         f"AND as_of < {literal(scope.as_of)} AND superseded_by IS NULL "
                         f"AND status IN ('succeeded', 'partial')")
-        for name in ("assessments", "findings"):
+        for name in ("assessments", "findings", "collection_tasks"):
             self._view(name, f"SELECT * FROM main.{name} WHERE run_id = {int(scope.run_id)}")
             previous = scope.previous_run_id
             where = f"run_id = {int(previous)}" if previous is not None else "0"
@@ -139,7 +141,7 @@ class Engine:
         for name in self._views:
             self.conn.execute(f"DROP VIEW IF EXISTS temp.{quote_identifier(name)}")
         for table in ("staged_findings", "staged_tasks", "verdicts", "risk_classes", "verdict_summary",
-                      "borrower_facts", "collateral_facts", *self._derived):
+                      *FACT_SOURCES, *self._derived):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
         self._derived = {}
         self._views, self._facts_built = (), False
@@ -202,12 +204,17 @@ class Engine:
                 self._isolated(planned, self._classify)
             succeeded = {o.contribution_id for o in self.outcomes if o.status == "ok"}
             self._write_assessments({p.item.assigns.value for p in others if p.item.id in succeeded})
-        for planned in self.plan:
-            if isinstance(planned.item, Check):
+        # checks of tonight's collection plan (a task past its due date) run once the plan is made
+        checks = [p for p in self.plan if isinstance(p.item, Check)]
+        on_plan = [p for p in checks if "collection_tasks" in p.item.tables]
+        for planned in checks:
+            if planned not in on_plan:
                 self._isolated(planned, self._check)
         for planned in self.plan:
             if isinstance(planned.item, Strategy):
                 self._isolated(planned, self._strategy)
+        for planned in on_plan:
+            self._isolated(planned, self._check)
         for planned in self.plan:
             if isinstance(planned.item, Summary):
                 self._isolated(planned, self._summarize)
@@ -228,8 +235,7 @@ class Engine:
         if reason:
             self._record(planned, "skipped", reason, 0, 0.0)
             return
-        if planned.sandboxed or "borrower_facts" in item.tables or "collateral_facts" in item.tables:
-            self._build_facts()  # a config rule may read them without saying so
+        self._build_facts(self._facts_read(planned))
         started = time.perf_counter()
         try:
             with savepoint(self.conn, "contribution"):
@@ -424,38 +430,44 @@ class Engine:
     # ------------------------------------------------------------ plan
 
     def _strategy(self, planned: Planned) -> int:
+        """Stage tonight's proposals, check them, and settle them against the previous night's open tasks."""
         item: Strategy = planned.item
-        insert = (
-            "INSERT INTO main.collection_tasks (run_id, task_id, borrower_id, loan_ids, step, assignee, due_date, "
-            "priority, status, strategy_id) "
-            "SELECT :run_id, :check_id || ':' || t.borrower_id || ':' || t.step, t.borrower_id, t.loan_ids, "
-            "t.step, t.assignee, t.due_date, coalesce(t.priority, 0), 'open', :check_id FROM "
-        )
+        self.conn.execute("DROP TABLE IF EXISTS temp.staged_tasks")
+        self.conn.execute(f"CREATE TEMP TABLE staged_tasks ({', '.join(TASK_COLUMNS)})")
         if item.sql is not None:
             columns = self._columns(item.sql, planned, TASK_COLUMNS)
             missing = [c for c in ("borrower_id", "loan_ids", "step") if c not in columns]
             if missing:
                 raise ContributionFailed(f"its SQL returns no {', '.join(missing)} column(s)")
-            select = ", ".join(f"f.{c}" if c in columns else f"NULL AS {c}" for c in TASK_COLUMNS)
-            return self._checked_tasks(self.conn.execute(insert + f"(SELECT {select} FROM ({item.sql}) f) t",
-                                                         self._sql_params(planned)), planned)
-        self.conn.execute("DROP TABLE IF EXISTS temp.staged_tasks")
-        self.conn.execute(f"CREATE TEMP TABLE staged_tasks ({', '.join(TASK_COLUMNS)})")
-        rows = ((t.borrower_id, json.dumps(list(t.loan_ids)), t.step, t.assignee,
-                 str(t.due_date) if t.due_date else None, int(t.priority))
-                for t in _expect(item.evaluate(self._context(planned)), Task, item.id))
-        self._insert_batches("INSERT INTO temp.staged_tasks VALUES (?, ?, ?, ?, ?, ?)", rows)
-        return self._checked_tasks(self.conn.execute(insert + "temp.staged_tasks t", self._sql_params(planned)),
-                                   planned)
+            select = ", ".join(f"f.{c}" if c in columns else "NULL" for c in TASK_COLUMNS)
+            self.conn.execute(f"INSERT INTO temp.staged_tasks SELECT {select} FROM ({item.sql}) f",
+                              self._sql_params(planned))
+        else:
+            rows = ((t.borrower_id, json.dumps(list(t.loan_ids)), t.step, t.assignee,
+                     str(t.due_date) if t.due_date else None, int(t.priority), json.dumps(list(t.done_when)))
+                    for t in _expect(item.evaluate(self._context(planned)), Task, item.id))
+            self._insert_batches(f"INSERT INTO temp.staged_tasks VALUES ({', '.join('?' * len(TASK_COLUMNS))})",
+                                 rows)
+        self._validate_tasks()
+        return self.conn.execute(SETTLE_TASKS, self._sql_params(planned)).rowcount
 
-    def _checked_tasks(self, cursor: sqlite3.Cursor, planned: Planned) -> int:
-        incomplete = self.conn.execute(
-            "SELECT count(*) FROM main.collection_tasks WHERE run_id = ? AND strategy_id = ? "
-            "AND (borrower_id IS NULL OR step IS NULL OR loan_ids IS NULL)",
-            (self.scope.run_id, planned.item.id)).fetchone()[0]
-        if incomplete:
-            raise ContributionFailed(f"{incomplete} task(s) without borrower_id, loan_ids or step")
-        return cursor.rowcount
+    def _validate_tasks(self) -> None:
+        problems = (
+            ("borrower_id IS NULL OR step IS NULL OR loan_ids IS NULL", "without borrower_id, loan_ids or step"),
+            ("NOT json_valid(loan_ids) OR json_type(loan_ids) != 'array'", "with loan_ids not a JSON array"),
+            ("due_date IS NOT NULL AND date(due_date) IS NOT due_date", "with a due_date not YYYY-MM-DD"),
+            ("done_when IS NOT NULL AND (NOT json_valid(done_when) OR json_type(done_when) != 'array')",
+             "with done_when not a JSON array of collection actions"),
+        )
+        for condition, problem in problems:
+            bad = self.conn.execute(f"SELECT count(*), min(borrower_id), min(step) FROM temp.staged_tasks "
+                                    f"WHERE {condition}").fetchone()
+            if bad[0]:
+                raise ContributionFailed(f"{bad[0]} task(s) {problem} (borrower {bad[1]!r}, step {bad[2]!r})")
+        twice = self.conn.execute("SELECT borrower_id, step FROM temp.staged_tasks GROUP BY borrower_id, step "
+                                  "HAVING count(*) > 1 LIMIT 1").fetchone()
+        if twice:
+            raise ContributionFailed(f"borrower {twice[0]!r} has step {twice[1]!r} twice tonight")
 
     # ------------------------------------------------------------ derive
 
@@ -525,31 +537,50 @@ class Engine:
 
     # ------------------------------------------------------------ shared facts
 
-    def _build_facts(self) -> None:
-        """Per-borrower and per-collateral aggregates, once per run, for checks to join.
+    @staticmethod
+    def _facts_read(planned: Planned) -> tuple[str, ...]:
+        """The facts tables a contribution reads: those it lists; for a config rule, also those its SQL names
+        (a config rule may read them without saying so)."""
+        item = planned.item
+        listed = (*item.tables, *getattr(item, "optional_tables", ()))
+        sql = (getattr(item, "sql", None) or "").lower() if planned.sandboxed else ""
+        return tuple(table for table in FACT_SOURCES if table in listed or table in sql)
+
+    def _build_facts(self, tables: Iterable[str] = tuple(FACT_SOURCES)) -> None:
+        """Per-borrower and per-collateral aggregates for checks to join: each built once per run, and only
+        when a contribution reads it.
 
         Cross-row checks that each computed their own aggregates took 71% of
         the check time (DESIGN.md, Performance); building them once is cheap.
-        Built after classification, so they carry the computed risk classes;
-        the time it takes is recorded as the contribution ``loanrules.facts``.
+        Built after classification, so they carry the computed risk classes.
+        Each build is timed and recorded as a contribution of kind ``facts``
+        (``FACT_IDS``: ``loanrules.facts.borrower``, ``loanrules.facts.collateral``).
         """
-        if self._facts_built:
-            return
-        self._facts_built = True
-        started = time.perf_counter()
-        self._create_facts(empty=False)
-        self.outcomes.append(Outcome("loanrules.facts", "facts", "loanrules", "ok", None,
-                                     self.conn.execute("SELECT count(*) FROM temp.borrower_facts").fetchone()[0],
-                                     round(time.perf_counter() - started, 3), None, {}))
+        self._facts_built = self._facts_built or set()  # False until the first build
+        for table in FACT_SOURCES:
+            if table in tables and table not in self._facts_built:
+                self._facts_built.add(table)
+                started = time.perf_counter()
+                self._create_facts(empty=False, tables=(table,))
+                rows = self.conn.execute(f"SELECT count(*) FROM temp.{table}").fetchone()[0]
+                self.outcomes.append(Outcome(FACT_IDS[table], "facts", "loanrules", "ok", None, rows,
+                                             round(time.perf_counter() - started, 3), None, {}))
 
-    def _drop_facts(self) -> None:
-        for table in ("borrower_facts", "collateral_facts"):
+    def _drop_facts(self, tables: Iterable[str] = tuple(FACT_SOURCES)) -> None:
+        for table in tables:
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
-    def _create_facts(self, empty: bool) -> None:
-        self._drop_facts()
-        worst = unrank_case(f"max({rank_case('{}', RISK_CLASSES)})", RISK_CLASSES)
+    def _create_facts(self, empty: bool, tables: Iterable[str] = tuple(FACT_SOURCES)) -> None:
+        tables = tuple(tables)
+        self._drop_facts(tables)
         where = "0" if empty else "1"
+        if "borrower_facts" in tables:
+            self._create_borrower_facts(where)
+        if "collateral_facts" in tables:
+            self._create_collateral_facts(where)
+
+    def _create_borrower_facts(self, where: str) -> None:
+        worst = unrank_case(f"max({rank_case('{}', RISK_CLASSES)})", RISK_CLASSES)
         self.conn.execute(f"""
             CREATE TEMP TABLE borrower_facts AS
             SELECT l.borrower_id,
@@ -570,22 +601,77 @@ class Engine:
             GROUP BY l.borrower_id
         """)
         self.conn.execute("CREATE UNIQUE INDEX temp.borrower_facts_id ON borrower_facts (borrower_id)")
+
+    def _create_collateral_facts(self, where: str) -> None:
+        """One row per collateral of the snapshot: its own columns the checks read, and what the loans on the
+        books (not written off) it secures add up to.
+
+        Columns: collateral_id, collateral_type, appraised_value, appraisal_date, appraiser_id,
+        registration_status, registration_date, site_verified (the collateral's); loan_count and
+        borrower_count (loans on the books it secures, their distinct borrowers), secured_amount (what
+        their pledges secure), exposure (their outstanding principal), first_lien_rank (the lowest of
+        their pledges' ranks), npl_loan_count (those non-performing: by the class this run computed when
+        a risk classifier is in the run, else by the recorded class), secured_loan_count (those whose
+        guarantee_type is mortgage or pledge) and first_secured_origination (the earliest origination
+        date among those). A collateral behind no loan on the books has counts of 0 and NULL sums.
+
+        Built in one pass over the collateral in key order, with one lookup of its pledges and one of
+        each pledge's loan, and no GROUP BY: at 1M collateral the per-row aggregate steps of a GROUP BY
+        cost as much as the lookups (1.9 s against 1.5 s). Each pledge gives a row; a collateral with
+        two or more pledges meets its own row again and adds to it (ON CONFLICT ... DO UPDATE), and only
+        those few have their distinct borrowers counted afterwards. An earlier version filtered the
+        pledges with ``loan_id IN (SELECT ... FROM loans)``, which SQLite ran as a scan of every loan for
+        each collateral: quadratic (tests/test_facts.py keeps that plan out).
+        """
+        classified = any(isinstance(p.item, Classifier) and p.item.assigns is AssessmentField.RISK_CLASS
+                         for p in self.plan)
+        risk_class, assessed = "l.recorded_class", ""
+        if classified:
+            risk_class, assessed = "coalesce(a.risk_class, l.recorded_class)", \
+                "LEFT JOIN assessments a ON a.loan_id = l.loan_id"
+        secured = "('mortgage', 'pledge')"
+
+        def added(column: str) -> str:  # a sum: NULL until a value comes
+            return (f"{column} = CASE WHEN excluded.{column} IS NULL THEN {column} "
+                    f"ELSE coalesce({column}, 0) + excluded.{column} END")
+
+        def least(column: str) -> str:  # a min: NULL until a value comes
+            return f"{column} = coalesce(min({column}, excluded.{column}), {column}, excluded.{column})"
+
+        self.conn.execute("""
+            CREATE TEMP TABLE collateral_facts (
+                collateral_id TEXT PRIMARY KEY, collateral_type, appraised_value, appraisal_date, appraiser_id,
+                registration_status, registration_date, site_verified, loan_count, borrower_count,
+                secured_amount, exposure, first_lien_rank, npl_loan_count, secured_loan_count,
+                first_secured_origination
+            ) WITHOUT ROWID
+        """)
         self.conn.execute(f"""
-            CREATE TEMP TABLE collateral_facts AS
-            SELECT c.collateral_id, c.collateral_type, c.appraised_value,
-                   count(l.loan_id) AS loan_count,
-                   count(DISTINCT l.borrower_id) AS borrower_count,
-                   sum(p.secured_amount) AS secured_amount,
-                   sum(l.outstanding_principal) AS exposure,
-                   min(p.lien_rank) AS first_lien_rank
+            INSERT INTO collateral_facts
+            SELECT c.collateral_id, c.collateral_type, c.appraised_value, c.appraisal_date, c.appraiser_id,
+                   c.registration_status, c.registration_date, c.site_verified,
+                   l.loan_id IS NOT NULL, l.loan_id IS NOT NULL,
+                   CASE WHEN l.loan_id IS NOT NULL THEN p.secured_amount END, l.outstanding_principal,
+                   CASE WHEN l.loan_id IS NOT NULL THEN p.lien_rank END,
+                   coalesce({risk_class} IN {NON_PERFORMING}, 0), coalesce(l.guarantee_type IN {secured}, 0),
+                   CASE WHEN l.guarantee_type IN {secured} THEN l.origination_date END
             FROM collateral c
             LEFT JOIN pledges p ON p.collateral_id = c.collateral_id
-                AND p.loan_id IN (SELECT loan_id FROM loans WHERE coalesce(written_off, 0) = 0)
-            LEFT JOIN loans l ON l.loan_id = p.loan_id
+            LEFT JOIN loans l ON l.loan_id = p.loan_id AND coalesce(l.written_off, 0) = 0
+            {assessed}
             WHERE {where}
-            GROUP BY c.collateral_id
+            ON CONFLICT (collateral_id) DO UPDATE SET
+                loan_count = loan_count + excluded.loan_count, {added('secured_amount')}, {added('exposure')},
+                {least('first_lien_rank')}, npl_loan_count = npl_loan_count + excluded.npl_loan_count,
+                secured_loan_count = secured_loan_count + excluded.secured_loan_count,
+                {least('first_secured_origination')}
         """)
-        self.conn.execute("CREATE UNIQUE INDEX temp.collateral_facts_id ON collateral_facts (collateral_id)")
+        self.conn.execute("""
+            UPDATE collateral_facts SET borrower_count = (
+                SELECT count(DISTINCT l.borrower_id) FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
+                WHERE p.collateral_id = collateral_facts.collateral_id AND coalesce(l.written_off, 0) = 0)
+            WHERE loan_count > 1
+        """)
 
     # ------------------------------------------------------------ helpers
 
@@ -621,6 +707,50 @@ class Engine:
             self.conn.executemany(sql, batch)
             total += len(batch)
         return total
+
+
+# Tonight's tasks of one strategy, settled against its open tasks of the previous as-of (see Task):
+# a previous open task closes as done (the first matching action on one of its loans since it opened),
+# cured (the strategy has no task for the borrower tonight), replaced (another step tonight) or carries
+# on (the same step: it keeps the day it opened and its due date). A proposal its action already did
+# is not opened again tonight.
+SETTLE_TASKS = """
+    WITH proposed AS MATERIALIZED (
+        SELECT :check_id || ':' || borrower_id || ':' || step AS task_id, * FROM temp.staged_tasks
+    ),
+    earlier AS MATERIALIZED (
+        SELECT t.*,
+               (SELECT json_object('loan_id', c.loan_id, 'action', c.action, 'action_date', c.action_date,
+                                   'officer_id', c.officer_id, 'amount_recovered_fen', c.amount_recovered)
+                FROM json_each(t.loan_ids) j JOIN collections c ON c.loan_id = j.value
+                WHERE c.action IN (SELECT value FROM json_each(coalesce(t.done_when, '[]')))
+                  AND c.action_date >= t.opened_on AND c.action_date <= :as_of
+                ORDER BY c.action_date, c.action LIMIT 1) AS action,
+               EXISTS (SELECT 1 FROM proposed p WHERE p.borrower_id = t.borrower_id) AS planned,
+               (SELECT p.task_id FROM proposed p WHERE p.task_id = t.task_id) AS again
+        FROM main.collection_tasks t
+        WHERE t.run_id = :previous_run_id AND t.strategy_id = :check_id AND t.status = 'open'
+    )
+    INSERT INTO main.collection_tasks (run_id, task_id, borrower_id, loan_ids, step, assignee, due_date, priority,
+                                       status, strategy_id, opened_on, closed_on, closed_by, done_when)
+    SELECT :run_id, e.task_id, e.borrower_id, coalesce(p.loan_ids, e.loan_ids), e.step,
+           coalesce(p.assignee, e.assignee), e.due_date, coalesce(p.priority, e.priority),
+           CASE WHEN e.action IS NOT NULL THEN 'done' WHEN NOT e.planned THEN 'cured'
+                WHEN e.again IS NULL THEN 'replaced' ELSE 'open' END,
+           :check_id, e.opened_on,
+           CASE WHEN e.action IS NOT NULL THEN json_extract(e.action, '$.action_date')
+                WHEN NOT e.planned OR e.again IS NULL THEN :as_of END,
+           CASE WHEN e.action IS NOT NULL THEN e.action
+                WHEN NOT e.planned THEN json_object('reason', 'no plan needed tonight')
+                WHEN e.again IS NULL THEN json_object('reason', 'another step tonight') END,
+           coalesce(p.done_when, e.done_when)
+    FROM earlier e LEFT JOIN proposed p ON p.task_id = e.task_id
+    UNION ALL
+    SELECT :run_id, p.task_id, p.borrower_id, p.loan_ids, p.step, p.assignee, p.due_date, coalesce(p.priority, 0),
+           'open', :check_id, :as_of, NULL, NULL, p.done_when
+    FROM proposed p
+    WHERE p.task_id NOT IN (SELECT task_id FROM earlier)
+"""
 
 
 def _require_message(columns: Sequence[str], check_id: str) -> None:

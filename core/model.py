@@ -227,10 +227,14 @@ class Classifier(_Contribution):
 
 @attrs.frozen(kw_only=True)
 class Strategy(_Contribution):
-    """A collection strategy: turns assessments and findings into tasks.
+    """A collection strategy: turns assessments and findings into tonight's plan, one or more tasks per
+    borrower that needs collecting.
 
     ``sql`` yields ``borrower_id``, ``loan_ids`` (JSON array), ``step``,
-    ``assignee``, ``due_date``, ``priority``; ``evaluate(ctx)`` yields ``Task``.
+    ``assignee``, ``due_date``, ``priority`` and ``done_when`` (JSON array of
+    collection actions that complete the step); ``evaluate(ctx)`` yields
+    ``Task``. The ``collection_tasks`` view shows the run's previous tasks as
+    ``prev_collection_tasks`` (open ones carry on; see ``Task``).
     """
 
     tables: tuple[str, ...] = attrs.field(default=("loans",), converter=tuple)
@@ -304,12 +308,23 @@ class Verdict:
 
 @attrs.frozen(kw_only=True)
 class Task:
+    """A step of a borrower's collection plan, proposed by a strategy for tonight.
+
+    The core keeps tasks across nights: a task proposed again keeps the day
+    it opened and its due date; it closes as ``done`` when a collection
+    action listed in ``done_when`` is recorded on one of its loans since it
+    opened, as ``replaced`` when the strategy proposes another step for the
+    borrower, and as ``cured`` when the strategy proposes nothing for the
+    borrower any more.
+    """
+
     borrower_id: str
     loan_ids: tuple[str, ...] = attrs.field(converter=tuple)
     step: str
     assignee: str | None = None
     due_date: datetime.date | str | None = None
     priority: int = 0
+    done_when: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # collections.action codes
 
 
 @attrs.frozen(kw_only=True)

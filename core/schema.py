@@ -36,7 +36,7 @@ NON_PERFORMING_CLASSES = ("substandard", "doubtful", "loss")
 RECOVERY_CATEGORIES = ("recoverable", "recoverable_with_effort", "unrecoverable_for_now")
 
 # Tables a run derives rather than loads; contributions may list them in ``tables``.
-DERIVED_TABLES = ("borrower_facts", "collateral_facts", "assessments", "findings")
+DERIVED_TABLES = ("borrower_facts", "collateral_facts", "assessments", "findings", "collection_tasks")
 
 
 @attrs.frozen

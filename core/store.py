@@ -55,9 +55,12 @@ RESULT_TABLES: dict[str, dict] = {
         columns={"run_id": int, "loan_id": str, "borrower_id": str, "risk_class": str, "recorded_class": str,
                  "recovery_category": str, "required_provision": int, "reasons": str},
     ),
+    # status: open, done (a matching action), replaced (another step), cured (no plan needed any more);
+    # a closed task is stored on the night it closed, an open one every night until then
     "collection_tasks": dict(
         columns={"run_id": int, "task_id": str, "borrower_id": str, "loan_ids": str, "step": str,
-                 "assignee": str, "due_date": str, "priority": int, "status": str, "strategy_id": str},
+                 "assignee": str, "due_date": str, "priority": int, "status": str, "strategy_id": str,
+                 "opened_on": str, "closed_on": str, "closed_by": str, "done_when": str},
     ),
     # A run's report figures (loanrules.Summary): one row per figure row, its columns as a JSON object in order.
     "summaries": dict(

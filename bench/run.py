@@ -1,10 +1,10 @@
-"""Run the benchmarks of issues 2 to 5 and compare each figure with a baseline measured in the same run.
+"""Run the benchmarks of issues 2 to 6 and compare each figure with a baseline measured in the same run.
 
     python bench/run.py [--loans N] [--only NAME ...]
 
 Benchmarks (each its own module, ``bench_<name>.py``): load, memory, checks,
-dispatch, classification, collateral, inspections, villages, credit_files. Prints one table (figure, baseline, ratio, target, PASS/FAIL) and
-writes the same to ``bench/results/latest.json``. Demo data is generated once
+dispatch, classification, collateral, inspections, villages, credit_files, strategies. Prints one table
+(figure, baseline, ratio, target, PASS/FAIL) and writes the same to ``bench/results/latest.json``. Demo data is generated once
 per size and cached under ``bench/results/data-<N>/``. Exit status: 0 when
 every target is met, 1 when one is missed, 2 when a benchmark could not run.
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from loanrules.model import Check, Classifier, Derivation, Summary
 from loanrules.registry import Registry
+from loanrules.schema import DERIVED_TABLES
 
 
 def pack_markdown(registry: Registry, name: str) -> str:
@@ -42,12 +43,14 @@ def pack_markdown(registry: Registry, name: str) -> str:
         if item.description:
             lines += [item.description, ""]
         lines += [f"Source: {item.reference or 'none given'}.", ""]
-        needs = [f"`{table}`" for table in item.tables]
+        # tables a run always has (assessments, findings, facts) are no condition; snapshot files are
+        needs = [f"`{table}`" for table in item.tables if table not in DERIVED_TABLES]
         if item.needs_history:
             needs.append("a previous as-of of the cooperative")
         if item.needs_net_capital:
             needs.append("`cooperative.net_capital` in the config")
-        lines += [f"Needs: {', '.join(needs)}; skipped, with the reason, without them.", ""]
+        if needs:
+            lines += [f"Needs: {', '.join(needs)}; skipped, with the reason, without them.", ""]
         if item.optional_tables:
             lines += [f"Reads, when the run builds them: {', '.join(f'`{t}`' for t in item.optional_tables)}.", ""]
         if isinstance(item, Derivation):

@@ -25,7 +25,10 @@ NON_PERFORMING = in_list(NON_PERFORMING_CLASSES)
 
 
 def yuan(fen: str) -> str:
-    """SQL text showing an amount in fen as decimal yuan, exactly: 123456 -> '1234.56'."""
+    """SQL text showing an amount in fen as decimal yuan, exactly: 123456 -> '1234.56'.
+
+    NULL shows as '0.00' (printf's way), which keeps a message from turning NULL: guard an amount that may
+    be unknown (``CASE WHEN x IS NULL ...``) where "0.00" would mislead."""
     return f"printf('%d.%02d', ({fen}) / 100, ({fen}) % 100)"
 
 

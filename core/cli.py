@@ -13,6 +13,7 @@ import contextlib
 import csv
 import datetime
 import functools
+import itertools
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ import click
 from tabulate import tabulate
 
 import loanrules
-from loanrules import results
+from loanrules import ledgers, results
 from loanrules.config import Config, load_config
 from loanrules.docs import pack_markdown
 from loanrules.errors import LoanrulesError, SnapshotRejected
@@ -484,6 +485,160 @@ def summaries_command(session, summary_ids, db, run_id, fmt):
 def _title(session, contribution_id: str) -> str:
     registered = session.registry.get(contribution_id)
     return registered.item.title if registered else "(its plugin is not installed)"
+
+
+# ------------------------------------------------------------ tasks and ledgers
+
+def format_option(command):
+    return click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+                        show_default=True, help="A table for people; CSV or JSON (amounts as decimal yuan "
+                                                "strings) for files.")(command)
+
+
+def run_option(command):
+    return click.option("--run", "run_id", type=int, help="Run id (default: the latest finished run).")(command)
+
+
+def _write_records(records: list[dict], fmt: str, columns: tuple[str, ...]) -> None:
+    """CSV or JSON of ledger rows already made readable (money as ``*_yuan`` decimal strings)."""
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    else:
+        click.echo(json.dumps(records, ensure_ascii=False, indent=2))
+
+
+def _readable_columns(columns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name[:-4] + "_yuan" if name.endswith("_fen") else name for name in columns)
+
+
+def _table(records: list[dict], columns: dict[str, str], widths: dict[str, int] | None = None) -> str:
+    """A table for people: ``columns`` maps each record key to its heading; long texts wrap at ``widths``."""
+    if not records:
+        return "(none)"
+    rows = [tuple("" if r[key] is None else r[key] for key in columns) for r in records]
+    # counts and amounts to the right, as on a ledger
+    align = ["right" if key.endswith("_yuan") or isinstance(records[0][key], int) else "left" for key in columns]
+    # disable_numparse: amounts stay exactly as written (tabulate would print 46430300.00 as 4.64303e+07)
+    return tabulate(rows, headers=tuple(columns.values()), disable_numparse=True, colalign=align,
+                    maxcolwidths=[(widths or {}).get(key) for key in columns])
+
+
+TASK_TABLE = {"borrower_id": "borrower", "name": "name", "step": "step", "due_date": "due",
+              "days_overdue": "days\noverdue", "priority": "priority", "loan_ids": "loans", "opened_on": "opened"}
+HOUSEHOLD_TABLE = {"as_of": "as of", "loans": "loans", "outstanding_yuan": "outstanding",
+                   "interest_arrears_yuan": "interest\narrears", "worst_class": "worst class",
+                   "worst_recovery_category": "recovery", "key_household_level": "key\nhousehold",
+                   "plan": "plan (open steps)", "closed_tonight": "closed that night", "action_kinds": "actions",
+                   "recovered_yuan": "recovered"}
+OFFICER_TABLE = {"officer_id": "officer", "npl_lent_count": "NPL lent\nloans", "npl_lent_yuan": "NPL lent\nyuan",
+                 "npl_collecting_count": "NPL to collect\nloans", "npl_collecting_yuan": "NPL to collect\nyuan",
+                 "recovered_yuan": "recovered\nyuan", "actions": "actions", "tasks_open": "tasks\nopen",
+                 "tasks_overdue": "tasks\noverdue", "tasks_done_on_time": "done\non time",
+                 "tasks_done_late": "done\nlate"}
+
+
+@cli.command(name="tasks")
+@db_option
+@run_option
+@click.option("--assignee", help="Only this assignee's tasks (an officer id, or a level of the key households).")
+@click.option("--overdue", is_flag=True, help="Only tasks past their due date.")
+@format_option
+@config_option
+@pass_session
+def tasks_command(session, db, run_id, assignee, overdue, fmt, config_path):
+    """Today's open collection tasks, by assignee: overdue first, then by priority.
+
+    Names are masked unless the config sets [privacy] show_personal_data = true.
+    """
+    conn = results.open_results(db)
+    run = results.resolve_run(conn, run_id)
+    ledgers.require_plan(conn, run)
+    masker = _masker(session, config_path)
+    records = [masker.row(row) for row in ledgers.open_tasks(conn, run, assignee, overdue)]
+    if fmt != "table":
+        if fmt == "json":
+            records = [{**r, "loan_ids": json.loads(r["loan_ids"] or "[]")} for r in records]
+        _write_records(records, fmt, ledgers.TASK_COLUMNS)
+        return
+    overdue_count = sum(r["days_overdue"] > 0 for r in records)
+    click.echo(f"run {run['run_id']}: {run['cooperative']} as of {run['as_of']}: {len(records)} open task(s), "
+               f"{overdue_count} overdue")
+    if not records:
+        click.echo("(none)")
+    for who, group in itertools.groupby(records, key=lambda r: r["assignee"]):
+        group = [{**r, "loan_ids": ", ".join(json.loads(r["loan_ids"] or "[]"))} for r in group]
+        late = sum(r["days_overdue"] > 0 for r in group)
+        click.echo(f"\n{who or '(unassigned)'}: {len(group)} open" + (f", {late} overdue" if late else ""))
+        click.echo(_table(group, TASK_TABLE, {"loan_ids": 30}))
+
+
+@cli.group()
+def ledger():
+    """Collection ledgers (REFERENCE.md §4): per household over time, per officer for a period."""
+
+
+@ledger.command(name="households")
+@db_option
+@run_option
+@click.option("--borrower", help="Only this borrower (default: every one with a non-performing loan or a task).")
+@click.option("--last", type=click.IntRange(min=1), help="Only the latest N runs up to --run.")
+@format_option
+@config_option
+@pass_session
+def ledger_households(session, db, run_id, borrower, last, fmt, config_path):
+    """Each household's loans, worst class, recovery category, plan, tasks closed, actions and amounts
+    recovered, a row per run of its cooperative, oldest first.
+
+    Names are masked unless the config sets [privacy] show_personal_data = true.
+    """
+    conn = results.open_results(db)
+    run = results.resolve_run(conn, run_id)
+    masker = _masker(session, config_path)
+    rows = ledgers.household_ledger(conn, run, borrower, last)
+    records = [results.readable_summary_row(masker.row(row)) for row in rows]
+    if not ledgers.made_plans(conn, run):
+        click.echo("note: no collection strategy ran up to this run, so plans and tasks are empty "
+                   "(run a pack with a collection strategy)", err=True)
+    columns = _readable_columns(ledgers.HOUSEHOLD_COLUMNS)
+    if fmt != "table":
+        _write_records(records, fmt, columns)
+        return
+    click.echo(f"run {run['run_id']}: {run['cooperative']} as of {run['as_of']}: "
+               f"{len({r['borrower_id'] for r in records})} household(s); amounts in yuan, actions and "
+               f"recoveries in each run's period")
+    if not records:
+        click.echo("(none)")
+    for borrower_id, group in itertools.groupby(records, key=lambda r: r["borrower_id"]):
+        group = list(group)
+        click.echo(f"\n{borrower_id} {group[-1]['name'] or ''}".rstrip())
+        click.echo(_table(group, HOUSEHOLD_TABLE, {"plan": 40, "closed_tonight": 30, "action_kinds": 24}))
+
+
+@ledger.command(name="officers")
+@db_option
+@run_option
+@click.option("--since", metavar="DATE", help="Start the period on this day (default: the day after the previous "
+                                              "run's as-of).")
+@format_option
+def ledger_officers(db, run_id, since, fmt):
+    """Each officer's non-performing loans by lending and by collection responsibility, amounts recovered and
+    actions in the period, tasks open, overdue, and done on time or late: the basis of the linked assessment."""
+    conn = results.open_results(db)
+    run = results.resolve_run(conn, run_id)
+    result = ledgers.officer_ledger(conn, run, since)
+    if not ledgers.made_plans(conn, run):
+        click.echo("note: no collection strategy ran up to this run, so the task counts are 0 "
+                   "(run a pack with a collection strategy)", err=True)
+    records = [results.readable_summary_row(row) for row in result.rows]
+    columns = _readable_columns(ledgers.OFFICER_COLUMNS)
+    if fmt != "table":
+        _write_records(records, fmt, columns)
+        return
+    click.echo(f"run {run['run_id']}: {run['cooperative']} as of {run['as_of']}; period "
+               f"{result.period_from or 'from the start'} to {result.as_of}")
+    click.echo(_table(records, OFFICER_TABLE))
 
 
 # ------------------------------------------------------------ demo

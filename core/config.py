@@ -60,6 +60,9 @@ class Config:
     cooperative: str = "default"
     net_capital: int | None = None  # fen
     packs: tuple[str, ...] = ()
+    # one value for a parameter several checks share by name (max_ltv_house): every selected check,
+    # classifier, derivation ... with a parameter of that name takes it, unless its own [checks] says otherwise
+    params: Mapping[str, Any] = attrs.field(factory=dict)
     checks: Mapping[str, CheckSettings] = attrs.field(factory=dict)
     rules: tuple[SqlRule, ...] = ()
     snapshot: SnapshotSettings = SnapshotSettings()
@@ -113,7 +116,7 @@ def _kind(value: Any) -> str:
             float: "a number"}.get(type(value), type(value).__name__)
 
 
-TOP_KEYS = ("cooperative", "packs", "checks", "rules", "snapshot", "privacy")
+TOP_KEYS = ("cooperative", "packs", "params", "checks", "rules", "snapshot", "privacy")
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -152,6 +155,12 @@ def parse_config(document: Mapping[str, Any], path: str = "<config>", sha256: st
 
     if "packs" in document:
         fields["packs"] = r.strings(document["packs"], "packs")
+
+    shared = r.table(document.get("params", {}), "params")
+    for name in shared:
+        if not PARAM_NAME.match(name):
+            r.fail(_join("params", name), "not a parameter name (lower-case, e.g. max_ltv_house)")
+    fields["params"] = dict(shared)
 
     checks = r.table(document.get("checks", {}), "checks")
     fields["checks"] = {check_id: _check_settings(r, check_id, value) for check_id, value in checks.items()}

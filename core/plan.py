@@ -1,12 +1,14 @@
 """What a run will do: the selected contributions and their effective parameters.
 
 Precedence, lowest first: the contribution's default < the pack < the
-cooperative's config < the command line. The result is recorded with the
+cooperative's config (``[params]``, shared by every contribution with a
+parameter of that name, then ``[checks."ID".params]``) < the command line. The result is recorded with the
 run, so anyone can see which thresholds produced a finding.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -108,6 +110,13 @@ def build_plan(registry: Registry, config: Config, packs: Sequence[str], overrid
         if not known(contribution_id):
             raise UsageError(f"unknown check {contribution_id!r} on the command line (see `loanrules checks`)")
 
+    known_params = {p.name for r in registry.contributions.values() for p in r.item.params}
+    for name in config.params:
+        if name not in known_params:
+            close = difflib.get_close_matches(name, sorted(known_params), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{config.path}: params.{name}: no installed check has a parameter {name!r}{hint}")
+
     members: dict[str, list[str]] = {}
     for pack_name in packs:
         for member_id in registry.packs[pack_name].members:
@@ -135,6 +144,8 @@ def build_plan(registry: Registry, config: Config, packs: Sequence[str], overrid
             if member.severity is not None:
                 severity, overridden = member.severity, True
         sources = [(f"pack {p}", registry.packs[p].members[item.id].params) for p in members.get(item.id, ())]
+        shared = {name: value for name, value in config.params.items() if item.param(name) is not None}
+        sources.append((f"{config.path}: params", shared))
         if settings is not None:
             sources.append((f"{config.path}: checks.{item.id}.params", settings.params))
             if settings.severity is not None:

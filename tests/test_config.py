@@ -142,7 +142,7 @@ def test_unknown_top_level_key_suggests_the_right_one(tmp_path):
 
 def test_unknown_top_level_key_without_a_close_match_lists_the_known_ones(tmp_path):
     _, message = config_error(tmp_path, "colour = 1\n")
-    assert message.endswith("colour: unknown key (known: cooperative, packs, checks, rules, snapshot, privacy)")
+    assert message.endswith("colour: unknown key (known: cooperative, packs, params, checks, rules, snapshot, privacy)")
 
 
 def test_unknown_top_level_key_path_has_no_leading_dot(tmp_path):
@@ -437,3 +437,36 @@ def test_cli_debug_variable_shows_the_traceback(tmp_path, runner, monkeypatch):
     assert "Traceback" in result.stderr
     assert result.stderr.splitlines()[-1] == (
         f"Error: {path}: cooperative.net_capital: expected an amount in yuan, got a boolean True")
+
+
+# ------------------------------------------------------------ [params]: one value for a shared parameter
+
+
+def _plan_params(document):
+    from loanrules.manager import PluginManager
+    from loanrules.plan import Overrides, build_plan
+    from loanrules.registry import Registry
+
+    registry = Registry.from_plugins(PluginManager())
+    plan = build_plan(registry, parse_config(document), ["cooperative-baseline"], Overrides())
+    return {planned.item.id: planned.display_params() for planned in plan}
+
+
+def test_a_shared_param_reaches_every_contribution_with_that_name_and_a_checks_own_wins():
+    params = _plan_params({"params": {"max_ltv_house": "0.65"},
+                           "checks": {"collateral.repeated_mortgage": {"params": {"max_ltv_house": "0.60"}}}})
+    assert params["collateral.ltv_exceeded"]["max_ltv_house"] == "0.65"
+    assert params["collateral.effective_value"]["max_ltv_house"] == "0.65"
+    assert params["appraiser.overvaluation"]["max_ltv_house"] == "0.65"
+    assert params["collateral.repeated_mortgage"]["max_ltv_house"] == "0.60"
+    assert params["collateral.ltv_exceeded"]["max_ltv_land_use_right"] == "0.50"  # untouched
+
+
+def test_a_shared_param_no_check_has_is_refused_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"params\.max_ltv_hose: .*did you mean 'max_ltv_house'"):
+        _plan_params({"params": {"max_ltv_hose": "0.65"}})
+
+
+def test_a_shared_param_with_a_bad_value_names_the_key():
+    with pytest.raises(ConfigError, match=r"params\.max_ltv_house"):
+        _plan_params({"params": {"max_ltv_house": "lots"}})

@@ -4,8 +4,8 @@
 
 Benchmarks (each its own module, ``bench_<name>.py``): load, memory, checks,
 dispatch, classification, collateral, inspections, villages, credit_files, strategies. Prints one table
-(figure, baseline, ratio, target, PASS/FAIL) and writes the same to ``bench/results/latest.json``. Demo data is generated once
-per size and cached under ``bench/results/data-<N>/``. Exit status: 0 when
+(figure, baseline, ratio, target, PASS/FAIL) and writes the same to ``bench/results/latest.json``.
+Demo data is generated once per size and cached under ``bench/results/data-<N>/``. Exit status: 0 when
 every target is met, 1 when one is missed, 2 when a benchmark could not run.
 """
 
@@ -27,7 +27,7 @@ from common import RESULTS, BenchError, Measurement, Settings, say, scratch_dir
 from tabulate import tabulate
 
 BENCHMARKS = ("load", "memory", "checks", "dispatch", "classification", "collateral", "inspections", "villages",
-              "credit_files")
+              "credit_files", "strategies", "workbook")
 DEFAULT_LOANS = 1_000_000
 
 

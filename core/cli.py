@@ -16,6 +16,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -30,7 +31,7 @@ from loanrules.config import Config, load_config
 from loanrules.docs import pack_markdown
 from loanrules.errors import LoanrulesError, SnapshotRejected
 from loanrules.manager import PluginManager
-from loanrules.model import Check, Severity
+from loanrules.model import Check, Severity, format_fen
 from loanrules.plan import Overrides
 from loanrules.privacy import Masker, personal_columns
 from loanrules.registry import Registry
@@ -369,13 +370,37 @@ def findings(session, db, run_id, check, severity, status, branch, limit, config
                ("check", "severity", "status", "subject", "branch", "message"), False)
 
 
+DIFF_FINDING_KEYS = ("check_id", "severity", "loan_id", "borrower_id", "collateral_id", "message")
+DIFF_CSV_COLUMNS = ("change", *DIFF_FINDING_KEYS, "details", "first_seen")
+MIGRATION_KEYS = ("loan_id", "borrower_id", "name", "branch_id", "from_class", "to_class", "outstanding_yuan")
+
+
 @cli.command()
 @click.argument("run_a", type=int, required=False)
 @click.argument("run_b", type=int, required=False)
 @db_option
+@click.option("--check", multiple=True, help="Only findings of this check id, or a prefix such as `collateral` "
+                                             "(repeatable); class migrations are always whole.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default=None,
+              help="table (default) for people; json: everything; csv: the findings that changed, a row each "
+                   "with a `change` column (new or resolved).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Table: list at most this many findings, upgrades and downgrades each (0: all).")
+@config_option
 @json_option
-def diff(run_a, run_b, db, as_json):
-    """New and resolved findings between two runs (default: the latest run and its previous as-of)."""
+@pass_session
+def diff(session, run_a, run_b, db, check, fmt, limit, config_path, as_json):
+    """What changed between two runs of a cooperative (default: the latest run and its previous as-of).
+
+    Findings new and resolved, per check and per severity; loans' class migrations (a transition matrix
+    from the older run's class to the newer's, by loan: counts and outstanding in yuan, loans new to the
+    book and gone from it) with the upgrades and downgrades. A loan's class is its run's computed class
+    when the run classified loans, else its recorded class. Names are masked unless the config sets
+    [privacy] show_personal_data = true.
+    """
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError(f"--json and --format {fmt} disagree: give one")
+    fmt = "json" if as_json else (fmt or "table")
     conn = results.open_results(db)
     if run_a is not None and run_b is None:
         raise click.UsageError("give two runs, or none for the latest and its previous")
@@ -386,47 +411,163 @@ def diff(run_a, run_b, db, as_json):
             raise click.ClickException(f"run {newer['run_id']} has no previous as-of to compare with")
     else:
         older, newer = results.resolve_run(conn, run_a), results.resolve_run(conn, run_b)
-        if older["as_of"] > newer["as_of"]:
+        if (older["as_of"], older["run_id"]) > (newer["as_of"], newer["run_id"]):
             older, newer = newer, older
-    result = results.diff(conn, older, newer)
-    if as_json:
-        def rows(items):
-            return [{k: row[k] for k in ("check_id", "severity", "loan_id", "borrower_id", "collateral_id",
-                                         "message")} for row in items]
-        click.echo(json.dumps({"older": older["run_id"], "newer": newer["run_id"], "new": rows(result.new),
-                               "resolved": rows(result.resolved),
-                               "per_check": [dict(zip(("check_id", "new", "resolved", "persisting"), r))
-                                             for r in result.per_check]}, ensure_ascii=False, indent=2))
+    result = results.diff(conn, older, newer, tuple(check))
+    masker = _masker(session, config_path)
+
+    def findings(items, change=None):
+        keys = (*DIFF_FINDING_KEYS, "details", "first_seen")
+        rows = [masker.row({k: row[k] for k in keys}) for row in items]
+        return [{"change": change, **row} for row in rows] if change else rows
+
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=DIFF_CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(findings(result.new, "new"))
+        writer.writerows(findings(result.resolved, "resolved"))
         return
-    click.echo(f"run {older['run_id']} ({older['as_of']}) -> run {newer['run_id']} ({newer['as_of']})")
+    migrations = results.class_migrations(conn, older, newer)
+
+    def moves(items):
+        return [masker.row({**{k: v for k, v in item.items() if k != "outstanding_fen"},
+                            "outstanding_yuan": format_fen(item["outstanding_fen"])}) for item in items]
+
+    if fmt == "json":
+        document = {
+            "older": older["run_id"], "newer": newer["run_id"], "new": findings(result.new),
+            "resolved": findings(result.resolved),
+            "per_check": [dict(zip(("check_id", "new", "resolved", "persisting"), r)) for r in result.per_check],
+            "per_severity": [dict(zip(("severity", "new", "resolved", "persisting"), r))
+                             for r in result.per_severity],
+            "check_filter": list(result.checks),
+            "cooperative": newer["cooperative"], "older_as_of": older["as_of"], "newer_as_of": newer["as_of"],
+            "class_migrations": {
+                "basis": migrations.basis, "rows": migrations.rows, "columns": migrations.columns,
+                "matrix": [{"from": f, "to": t, "loans": n, "outstanding_yuan": format_fen(fen)}
+                           for (f, t), (n, fen) in sorted(migrations.cells.items(), key=_cell_order(migrations))],
+                "new": _migration_total(migrations, results.NEW, 0),
+                "gone": _migration_total(migrations, results.GONE, 1),
+                "gone_written_off": {"loans": migrations.gone_written_off[0],
+                                     "outstanding_yuan": format_fen(migrations.gone_written_off[1])},
+                "upgrades": moves(migrations.upgrades), "downgrades": moves(migrations.downgrades),
+            },
+        }
+        # written as it is encoded: a diff of a million changes never sits in memory as one string
+        for chunk in json.JSONEncoder(ensure_ascii=False, indent=2).iterencode(document):
+            sys.stdout.write(chunk)
+        sys.stdout.write("\n")
+        return
+    shown = limit or None
+    click.echo(f"{newer['cooperative']}: run {older['run_id']} ({older['as_of']}) -> run {newer['run_id']} "
+               f"({newer['as_of']})" + (f"; findings of {', '.join(result.checks)}" if result.checks else ""))
+    click.echo(f"\nclass migrations (rows: run {older['run_id']}'s {migrations.basis['older']} class, columns: run "
+               f"{newer['run_id']}'s {migrations.basis['newer']} class)")
+    if not migrations.cells:
+        click.echo("(no loans on either book)")
+    else:
+        click.echo("loans:")
+        click.echo(_matrix(migrations, 0))
+        click.echo("outstanding (yuan):")
+        click.echo(_matrix(migrations, 1))
+        if migrations.gone_written_off[0]:
+            click.echo(f"of the gone: {migrations.gone_written_off[0]} written off "
+                       f"({format_fen(migrations.gone_written_off[1])} yuan)")
+    for title, items in (("downgrades", migrations.downgrades), ("upgrades", migrations.upgrades)):
+        click.echo(f"\n{title}: {len(items)}" + (" (largest first)" if items else ""))
+        if items:
+            click.echo(_table(moves(items[:shown]), {"loan_id": "loan", "borrower_id": "borrower", "name": "name",
+                                                     "branch_id": "branch", "from_class": "from", "to_class": "to",
+                                                     "outstanding_yuan": "outstanding (yuan)"}))
+        if shown and len(items) > shown:
+            click.echo(f"... {len(items) - shown} more (--limit 0 or --format json for all)")
+    click.echo("\nfindings per severity:")
+    _echo_rows(result.per_severity, ("severity", "new", "resolved", "persisting"), False)
+    click.echo("\nfindings per check:")
     _echo_rows(result.per_check, ("check", "new", "resolved", "persisting"), False)
     for title, items in (("new", result.new), ("resolved", result.resolved)):
         click.echo(f"\n{title}: {len(items)}")
-        for row in items[:50]:
+        for row in findings(items[:shown]):
             subject = row["loan_id"] or row["borrower_id"] or row["collateral_id"] or "portfolio"
             click.echo(f"  {row['check_id']}  {subject}  {row['message']}")
-        if len(items) > 50:
-            click.echo(f"  ... {len(items) - 50} more (--json for all)")
+        if shown and len(items) > shown:
+            click.echo(f"  ... {len(items) - shown} more (--limit 0, --format json or csv for all)")
+
+
+def _cell_order(migrations):
+    rows, columns = migrations.rows, migrations.columns
+    return lambda item: (rows.index(item[0][0]), columns.index(item[0][1]))
+
+
+def _migration_total(migrations, label: str, side: int) -> dict:
+    loans, fen = migrations.total(label, side)
+    return {"loans": loans, "outstanding_yuan": format_fen(fen)}
+
+
+def _matrix(migrations, index: int) -> str:
+    """One face of the transition matrix (0: loans, 1: outstanding in yuan), with totals."""
+    def show(value: int) -> str:
+        return format_fen(value) if index else str(value)
+
+    columns = migrations.columns
+    rows = []
+    for label in migrations.rows:
+        values = [migrations.cells.get((label, column), (0, 0))[index] for column in columns]
+        rows.append((label, *(show(v) if v else "" for v in values), show(sum(values))))
+    totals = [migrations.total(column, 1)[index] for column in columns]
+    rows.append(("total", *map(show, totals), show(sum(totals))))
+    return tabulate(rows, headers=("from \\ to", *columns, "total"), disable_numparse=True,
+                    colalign=("left", *["right"] * (len(columns) + 1)))
+
+
+WORKBOOK, REPORT_TABLES = "workbook", "report-tables"
 
 
 @cli.command()
-@click.argument("what", type=click.Choice(sorted(results.EXPORTS)))
+@click.argument("what", type=click.Choice([*sorted(results.EXPORTS), WORKBOOK, REPORT_TABLES]))
 @db_option
 @click.option("--run", "run_id", type=int, help="Run id (default: the latest finished run).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
+              help="csv (the default) or json; the workbook is always XLSX.")
+@click.option("-o", "--output", type=click.Path(), help="File to write (default: stdout); required for the "
+                                                        "workbook; a directory for report-tables as CSV.")
 @config_option
 @pass_session
 def export(session, what, db, run_id, fmt, output, config_path):
-    """Write a run's findings, assessments or tasks as CSV or JSON (amounts as decimal strings)."""
+    """Write a run's findings, assessments or tasks as CSV or JSON (amounts as decimal strings), or the
+    whole run as one XLSX workbook (`export workbook -o FILE.xlsx`): a sheet with the run's provenance,
+    then findings, assessments, tasks, each stored summary and the report's tables, money as numbers of
+    yuan, dates as dates. `export report-tables` writes the report's tables alone: a CSV file each into
+    the directory -o, or one JSON document.
+
+    Names and ID numbers are masked unless the config sets [privacy] show_personal_data = true.
+    """
     conn = results.open_results(db)
     run = results.resolve_run(conn, run_id)
     masker = _masker(session, config_path)
+    if what == WORKBOOK:
+        if fmt is not None:
+            raise click.UsageError("--format does not apply to the workbook: it is always XLSX")
+        if not output:
+            raise click.UsageError("the workbook is a binary file: give -o FILE.xlsx")
+        from loanrules import workbook  # XlsxWriter is loaded only for the workbook
+
+        titles = {cid: registered.item.title for cid, registered in session.registry.contributions.items()}
+        written = workbook.write_run_workbook(conn, run, masker, output, titles=titles)
+        click.echo(f"{output}: run {run['run_id']} of {run['cooperative']} as of {run['as_of']}, "
+                   f"{len(written) + 1} sheets: {workbook.RUN_SHEET}, "
+                   + ", ".join(f"{w.name} ({w.rows})" for w in written))
+        return
+    if what == REPORT_TABLES:
+        _export_report_tables(session, conn, run, masker, fmt or "csv", output)
+        return
+    if output and Path(output).is_dir():
+        raise click.UsageError(f"{output} is a directory: give a file to write")
     rows = (masker.row(row) for row in results.export_rows(conn, what, run))
     columns = results.export_columns(what)
     handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
     with contextlib.closing(handle) if output else contextlib.nullcontext(handle):
-        if fmt == "csv":
+        if (fmt or "csv") == "csv":
             writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
@@ -435,6 +576,43 @@ def export(session, what, db, run_id, fmt, output, config_path):
             for index, row in enumerate(rows):  # streamed: a million findings never sit in memory
                 handle.write(("," if index else "") + "\n  " + json.dumps(row, ensure_ascii=False))
             handle.write("\n]\n")
+
+
+def _export_report_tables(session, conn, run, masker, fmt: str, output: str | None) -> None:
+    """The report's tables, whole: a CSV file each in the directory ``output``, or one JSON document."""
+    from loanrules import workbook
+
+    titles = {cid: registered.item.title for cid, registered in session.registry.contributions.items()}
+    sheets = workbook.report_sheets(conn, run, masker, titles)
+    if not sheets:
+        raise click.ClickException(f"no report tables: {workbook.REPORT_TABLES_MODULE} is not installed")
+    if fmt == "csv":
+        if not output:
+            raise click.UsageError("report-tables as CSV are a file each: give -o DIRECTORY")
+        directory = Path(output)
+        if directory.exists() and not directory.is_dir():
+            raise click.UsageError(f"{output} is a file: give a directory for the CSV files")
+        directory.mkdir(parents=True, exist_ok=True)
+        for sheet in sheets:
+            headings, rows = workbook.plain_table(sheet)
+            path = directory / (re.sub(r"[^\w.-]", "_", sheet.name) + ".csv")
+            with open(path, "w", encoding="utf-8", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=headings, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(rows)
+        click.echo(f"{output}: {len(sheets)} tables of run {run['run_id']} ({run['as_of']}): "
+                   + ", ".join(f"{sheet.name}.csv" for sheet in sheets))
+        return
+    tables = []
+    for sheet in sheets:
+        headings, rows = workbook.plain_table(sheet)
+        tables.append({"id": sheet.name, "source": sheet.source, "columns": headings, "rows": list(rows)})
+    text = json.dumps({"run_id": run["run_id"], "cooperative": run["cooperative"], "as_of": run["as_of"],
+                       "tables": tables}, ensure_ascii=False, indent=2, default=str)
+    if output:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+    else:
+        click.echo(text)
 
 
 @cli.command(name="summaries")
@@ -480,6 +658,47 @@ def summaries_command(session, summary_ids, db, run_id, fmt):
         # numbers as stored: tabulate would turn 46430300.00 yuan into 4.64303e+07
         click.echo(tabulate([tuple(r.values()) for r in rows], headers=tuple(rows[0]), disable_numparse=True)
                    if rows else "(none)")
+
+
+@cli.command()
+@db_option
+@click.option("--run", "run_id", type=int, help="Run id (default: the latest finished run).")
+@click.option("--format", "fmt", type=click.Choice(["html", "md"]),
+              help="html (one self-contained file) or md (Markdown). Default: html when -o ends in .html, else md.")
+@click.option("-o", "--output", metavar="FILE", help="File to write; `-` or none: Markdown on stdout.")
+@config_option
+@pass_session
+def report(session, db, run_id, fmt, output, config_path):
+    """The analysis report of a run: the book at a glance, class migration, where the non-performing loans
+    come from, recovery, collateral, village collectives, inspections, collection, findings, provenance.
+
+    HTML is one file with its styles and SVG charts inline: it opens offline and prints. Names and ID numbers
+    are masked unless the config sets [privacy] show_personal_data = true.
+    """
+    from loanrules.report import build_report
+    from loanrules.report.html import render_html
+    from loanrules.report.markdown import render_markdown
+
+    to_stdout = output in (None, "-")
+    if fmt is None:
+        fmt = "html" if not to_stdout and output.lower().endswith((".html", ".htm")) else "md"
+    if fmt == "html" and to_stdout:
+        raise click.UsageError("--format html needs a file: -o report.html")
+    conn = results.open_results(db)
+    run = results.resolve_run(conn, run_id)
+    masker = _masker(session, config_path)
+    titles = {cid: registered.item.title for cid, registered in session.registry.contributions.items()}
+    document = build_report(conn, run, masker, titles=titles)
+    text = render_html(document) if fmt == "html" else render_markdown(document)
+    if to_stdout:
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+    click.echo(f"wrote {output}: the {'HTML' if fmt == 'html' else 'Markdown'} report of run {run['run_id']} "
+               f"({run['cooperative']}, as of {run['as_of']})", err=True)
 
 
 def _title(session, contribution_id: str) -> str:

@@ -16,6 +16,8 @@ import attrs
 from loanrules.errors import UsageError
 from loanrules.model import Severity, format_fen
 from loanrules.run import RESOLVED_SQL
+from loanrules.schema import RISK_CLASSES
+from loanrules.sqltext import rank_case
 from loanrules.store import latest_run_id
 
 EXPORTS = {
@@ -127,32 +129,195 @@ class Diff:
     new: list[sqlite3.Row]
     resolved: list[sqlite3.Row]
     per_check: list[tuple[str, int, int, int]]  # check, new, resolved, persisting
+    per_severity: list[tuple[str, int, int, int]] = ()  # severity (worst first), new, resolved, persisting
+    checks: tuple[str, ...] = ()  # the --check ids or prefixes the findings were narrowed to (none: all)
 
 
 def previous_run(conn: sqlite3.Connection, run: sqlite3.Row) -> sqlite3.Row | None:
+    """The run of the cooperative's previous as-of when ``run`` ran; if that as-of was re-run since, the re-run."""
     run_id = run["previous_run_id"]
-    return conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone() if run_id else None
+    previous = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone() if run_id else None
+    seen = set()
+    while previous is not None and previous["superseded_by"] is not None and previous["run_id"] not in seen:
+        seen.add(previous["run_id"])
+        previous = conn.execute("SELECT * FROM runs WHERE run_id = ?", (previous["superseded_by"],)).fetchone()
+    return previous
 
 
-def diff(conn: sqlite3.Connection, older: sqlite3.Row, newer: sqlite3.Row) -> Diff:
-    params = {"older": older["run_id"], "newer": newer["run_id"]}
+COMPARABLE_STATUSES = ("succeeded", "partial")
+
+
+def check_comparable(older: sqlite3.Row, newer: sqlite3.Row) -> None:
+    """Refuse a comparison that would mislead: one run twice, a run that did not finish, two cooperatives."""
+    if older["run_id"] == newer["run_id"]:
+        raise UsageError(f"run {older['run_id']} compared with itself: give two different runs")
+    for run in (older, newer):
+        if run["status"] not in COMPARABLE_STATUSES:
+            raise UsageError(f"run {run['run_id']} ({run['as_of']}) is {run['status']}: its results are not "
+                             f"complete, so there is nothing to compare")
+    if older["cooperative"] != newer["cooperative"]:
+        raise UsageError(f"run {older['run_id']} is of {older['cooperative']!r} and run {newer['run_id']} of "
+                         f"{newer['cooperative']!r}: a diff compares two runs of the same cooperative")
+
+
+def _check_filter(alias: str, checks: Sequence[str], params: dict) -> str:
+    """SQL narrowing ``alias``'s findings to check ids or prefixes (``collateral`` matches collateral.*)."""
+    if not checks:
+        return ""
+    terms = []
+    for index, check in enumerate(checks):
+        params[f"check_{index}"] = check
+        params[f"prefix_{index}"] = check.rstrip(".") + ".%"
+        terms.append(f"{alias}.check_id = :check_{index} OR {alias}.check_id LIKE :prefix_{index}")
+    return " AND (" + " OR ".join(terms) + ")"
+
+
+def diff(conn: sqlite3.Connection, older: sqlite3.Row, newer: sqlite3.Row, checks: Sequence[str] = ()) -> Diff:
+    """Findings new in ``newer`` and resolved since ``older`` (RESOLVED_SQL: only by a check that ran cleanly),
+    with counts per check and per severity; ``checks`` (ids or prefixes) narrows every part of it."""
+    check_comparable(older, newer)
+    params: dict = {"older": older["run_id"], "newer": newer["run_id"]}
+    on_new, on_old = _check_filter("n", checks, params), _check_filter("p", checks, params)
     new = conn.execute(
         "SELECT n.* FROM findings n WHERE n.run_id = :newer AND NOT EXISTS (SELECT 1 FROM findings o "
-        "WHERE o.run_id = :older AND o.check_id = n.check_id AND o.subject_key = n.subject_key) "
-        "ORDER BY n.check_id, n.rowid", params).fetchall()
-    resolved = conn.execute(RESOLVED_SQL + " ORDER BY p.check_id, p.rowid", params).fetchall()
+        "WHERE o.run_id = :older AND o.check_id = n.check_id AND o.subject_key = n.subject_key)"
+        f"{on_new} ORDER BY n.check_id, n.rowid", params).fetchall()
+    resolved = conn.execute(RESOLVED_SQL + on_old + " ORDER BY p.check_id, p.rowid", params).fetchall()
+    persisting = conn.execute(
+        "SELECT n.check_id, n.severity, count(*) FROM findings n WHERE n.run_id = :newer AND EXISTS (SELECT 1 "
+        "FROM findings o WHERE o.run_id = :older AND o.check_id = n.check_id AND o.subject_key = n.subject_key)"
+        f"{on_new} GROUP BY n.check_id, n.severity", params).fetchall()
     counts: dict[str, list[int]] = {}
-    for row in new:
-        counts.setdefault(row["check_id"], [0, 0, 0])[0] += 1
-    for row in resolved:
-        counts.setdefault(row["check_id"], [0, 0, 0])[1] += 1
-    for check_id, persisting in conn.execute(
-            "SELECT n.check_id, count(*) FROM findings n WHERE n.run_id = :newer AND EXISTS (SELECT 1 FROM "
-            "findings o WHERE o.run_id = :older AND o.check_id = n.check_id AND o.subject_key = n.subject_key) "
-            "GROUP BY n.check_id", params):
-        counts.setdefault(check_id, [0, 0, 0])[2] = persisting
+    severities: dict[str, list[int]] = {}
+    for index, items in ((0, new), (1, resolved)):
+        for row in items:
+            counts.setdefault(row["check_id"], [0, 0, 0])[index] += 1
+            severities.setdefault(row["severity"], [0, 0, 0])[index] += 1
+    for check_id, severity, count in persisting:
+        counts.setdefault(check_id, [0, 0, 0])[2] += count
+        severities.setdefault(severity, [0, 0, 0])[2] += count
     per_check = sorted((check_id, *values) for check_id, values in counts.items())
-    return Diff(older, newer, new, resolved, per_check)
+    per_severity = sorted(((severity, *values) for severity, values in severities.items()),
+                          key=lambda row: (-_severity_rank(row[0]), row[0]))
+    return Diff(older, newer, new, resolved, per_check, per_severity, tuple(checks))
+
+
+def _severity_rank(word: str) -> int:
+    try:
+        return int(Severity.parse(word))
+    except (ValueError, KeyError):
+        return -1
+
+
+# ------------------------------------------------------------ class migrations between two runs
+
+NEW, GONE, UNKNOWN = "new", "gone", "unknown"  # the matrix's extra row, extra column, and a loan without class
+
+
+@attrs.frozen
+class ClassMigrations:
+    """Loans by class in the older run (rows) against the newer (columns), with the loans new to the book
+    (row ``new``) and gone from it (column ``gone``). A loan's class is its run's computed class when that
+    run classified it, else its recorded class (``unknown`` when it has none); the book is each snapshot's
+    loans not written off. Outstanding: the newer snapshot's, for a gone loan the older one's (fen)."""
+
+    basis: dict[str, str]  # older/newer -> "computed" (the run classified its loans) or "recorded"
+    cells: dict[tuple[str, str], tuple[int, int]]  # (from, to) -> (loans, outstanding fen); only non-empty cells
+    upgrades: list[dict]  # loan_id, borrower_id, name, branch_id, from_class, to_class, outstanding_fen
+    downgrades: list[dict]
+    gone_written_off: tuple[int, int]  # of the gone: written off in the newer snapshot (loans, fen)
+
+    @property
+    def rows(self) -> list[str]:
+        return self._labels(0, NEW)
+
+    @property
+    def columns(self) -> list[str]:
+        return self._labels(1, GONE)
+
+    def _labels(self, side: int, extra: str) -> list[str]:
+        seen = {key[side] for key in self.cells}
+        known = [c for c in RISK_CLASSES if c in seen]
+        others = sorted(seen - set(RISK_CLASSES) - {extra, UNKNOWN})
+        return known + others + [label for label in (UNKNOWN, extra) if label in seen]
+
+    def total(self, label: str, side: int) -> tuple[int, int]:
+        chosen = [value for key, value in self.cells.items() if key[side] == label]
+        return sum(v[0] for v in chosen), sum(v[1] for v in chosen)
+
+
+def _moves_sql() -> str:
+    """SQL (a CTE ``moved``): each loan on either book with its older and newer class and outstanding, through
+    the (snapshot_id, loan_id) and (run_id, loan_id) indexes rather than a join of two materialised books."""
+    on_book = "coalesce({0}.written_off, 0) = 0"
+    older_class = f"coalesce(sa.risk_class, l.recorded_class, '{UNKNOWN}')"
+    newer_class = f"coalesce(sb.risk_class, m.recorded_class, '{UNKNOWN}')"
+    return f"""
+        WITH moved AS MATERIALIZED (
+            SELECT l.loan_id, coalesce(m.borrower_id, l.borrower_id) AS borrower_id,
+                   coalesce(m.branch_id, l.branch_id) AS branch_id, {older_class} AS from_class,
+                   CASE WHEN m.loan_id IS NULL THEN '{GONE}' ELSE {newer_class} END AS to_class,
+                   coalesce(m.outstanding_principal, l.outstanding_principal) AS fen,
+                   m.loan_id IS NULL AND EXISTS (SELECT 1 FROM loans w WHERE w.snapshot_id = :newer_snapshot
+                                                 AND w.loan_id = l.loan_id AND w.written_off = 1) AS written_off
+            FROM loans l
+            LEFT JOIN assessments sa ON sa.run_id = :older AND sa.loan_id = l.loan_id
+            LEFT JOIN loans m ON m.snapshot_id = :newer_snapshot AND m.loan_id = l.loan_id AND {on_book.format('m')}
+            LEFT JOIN assessments sb ON sb.run_id = :newer AND sb.loan_id = l.loan_id AND m.loan_id IS NOT NULL
+            WHERE l.snapshot_id = :older_snapshot AND {on_book.format('l')}
+            UNION ALL
+            SELECT m.loan_id, m.borrower_id, m.branch_id, '{NEW}', {newer_class}, m.outstanding_principal, 0
+            FROM loans m
+            LEFT JOIN assessments sb ON sb.run_id = :newer AND sb.loan_id = m.loan_id
+            WHERE m.snapshot_id = :newer_snapshot AND {on_book.format('m')}
+              AND NOT EXISTS (SELECT 1 FROM loans l WHERE l.snapshot_id = :older_snapshot AND l.loan_id = m.loan_id
+                              AND {on_book.format('l')})
+        )
+    """
+
+
+def class_migrations(conn: sqlite3.Connection, older: sqlite3.Row, newer: sqlite3.Row) -> ClassMigrations:
+    """The transition matrix of loan classes from ``older`` to ``newer``, by loan; every upgrade (a better
+    class) and downgrade (a worse one), largest outstanding first. SQL only: Python sees the matrix's
+    cells and the listed moves."""
+    check_comparable(older, newer)
+    params = {"older": older["run_id"], "newer": newer["run_id"], "older_snapshot": older["snapshot_id"],
+              "newer_snapshot": newer["snapshot_id"]}
+    basis = {side: "computed" if conn.execute("SELECT 1 FROM assessments WHERE run_id = ? LIMIT 1",
+                                              (run["run_id"],)).fetchone() else "recorded"
+             for side, run in (("older", older), ("newer", newer))}
+    if not _has_table(conn, "loans"):
+        return ClassMigrations(basis, {}, [], [], (0, 0))
+    from_rank, to_rank = rank_case("m.from_class"), rank_case("m.to_class")
+    borrowers = _has_table(conn, "borrowers")
+    # one pass over both books: the matrix's cells (part 0), then the loans that changed class (part 1)
+    rows = conn.execute(_moves_sql() + f"""
+        SELECT 0 AS part, from_class, to_class, count(*) AS loans, coalesce(sum(fen), 0) AS fen,
+               sum(written_off) AS off_loans, coalesce(sum(CASE WHEN written_off THEN fen END), 0) AS off_fen,
+               NULL AS loan_id, NULL AS borrower_id, NULL AS name, NULL AS branch_id, NULL AS down
+        FROM moved GROUP BY from_class, to_class
+        UNION ALL
+        SELECT 1, m.from_class, m.to_class, 1, m.fen, 0, 0, m.loan_id, m.borrower_id,
+               {"w.name" if borrowers else "NULL"}, m.branch_id, {to_rank} > {from_rank}
+        FROM moved m
+        {"LEFT JOIN borrowers w ON w.snapshot_id = :newer_snapshot AND w.borrower_id = m.borrower_id"
+         if borrowers else ""}
+        WHERE {from_rank} != {to_rank}
+        ORDER BY 1, 5 DESC, 8""", params)
+    cells: dict[tuple[str, str], tuple[int, int]] = {}
+    written_off = [0, 0]
+    upgrades, downgrades = [], []
+    for row in rows:
+        if row["part"] == 0:
+            cells[(row["from_class"], row["to_class"])] = (row["loans"], row["fen"])
+            written_off[0] += row["off_loans"]
+            written_off[1] += row["off_fen"]
+        else:
+            record = {"loan_id": row["loan_id"], "borrower_id": row["borrower_id"], "name": row["name"],
+                      "branch_id": row["branch_id"], "from_class": row["from_class"], "to_class": row["to_class"],
+                      "outstanding_fen": row["fen"]}
+            (downgrades if row["down"] else upgrades).append(record)
+    return ClassMigrations(basis, cells, upgrades, downgrades, (written_off[0], written_off[1]))
 
 
 def _fact(key: str, value) -> str:

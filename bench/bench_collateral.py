@@ -27,13 +27,18 @@ written last, holds the row counts). The book:
 Measured: ``loanrules load <previous> --as-of PREVIOUS_AS_OF`` then
 ``loanrules run <current> --as-of AS_OF --pack cooperative-baseline --db <db> --json``;
 the sum of the nine checks' ``seconds`` from ``contributions[]`` (each check's
-SELECT, its findings' keys, the INSERT into ``findings``), and each check's
-own seconds (notes). The history checks must run (not be skipped).
+SELECT, its findings' keys, the INSERT into ``findings``) plus the seconds of
+every shared facts table the run built (``contributions[]`` of kind ``facts``,
+e.g. ``loanrules.facts.collateral``): the core builds ``collateral_facts`` once,
+for the first check that reads it, and times that build apart from the check,
+so leaving it out would hide the join most of these checks used to make; and
+each check's and each facts build's own seconds (notes). The history checks
+must run (not be skipped).
 Baseline, same database right after the run, best of 3: the plain scans
 ``SELECT count(*), sum(appraised_value) FROM collateral WHERE snapshot_id = ?``
 and ``SELECT count(*), sum(outstanding_principal) FROM loans WHERE snapshot_id = ?``;
 the ratio is against their sum.
-Target (issue 4): the nine checks < 5 s.
+Target (issue 4): the nine checks, with the facts they read, < 5 s.
 """
 
 from __future__ import annotations
@@ -296,6 +301,15 @@ def scan_seconds(conn: sqlite3.Connection, sql: str, snapshot_id: int, repeats: 
     return best, count
 
 
+def facts_outcomes(report: dict) -> dict[str, dict]:
+    """The shared facts the run built (kind ``facts``): part of what the checks cost."""
+    found = {c["id"]: c for c in report["contributions"] if c.get("kind") == "facts"}
+    broken = [f"{i}: {c['status']} {c['reason'] or ''}" for i, c in found.items() if c["status"] != "ok"]
+    if broken:
+        raise BenchError(f"the shared facts were not built: {'; '.join(broken)}")
+    return found
+
+
 def check_outcomes(report: dict) -> dict[str, dict]:
     found = {c["id"]: c for c in report["contributions"] if c["id"] in CHECKS}
     broken = [f"{i}: {found[i]['status']} {found[i]['reason'] or ''}" if i in found else f"{i}: missing"
@@ -318,6 +332,7 @@ def run(settings: Settings) -> list[Measurement]:
                               "--db", str(db), "--json", "--quiet"], env=env, timeout=RUN_TIMEOUT_SECONDS)
         report = json.loads(stdout)
         outcomes = check_outcomes(report)
+        facts = facts_outcomes(report)
         conn = sqlite3.connect(str(db))
         try:
             snapshot_id = conn.execute("SELECT snapshot_id FROM runs WHERE run_id = ?",
@@ -332,11 +347,13 @@ def run(settings: Settings) -> list[Measurement]:
         remove_db(db)
 
     scans = collateral_scan + loans_scan
-    total = sum(c["seconds"] for c in outcomes.values())
+    facts_seconds = sum(c["seconds"] for c in facts.values())
+    total = sum(c["seconds"] for c in outcomes.values()) + facts_seconds
     findings = sum(c["rows"] for c in outcomes.values())
-    per_check = ", ".join(f"{i.split('.', 1)[1]} {outcomes[i]['seconds']:.2f}" for i in CHECKS)
-    say(f"  collateral: nine checks {total:.2f} s ({findings:,} findings): {per_check}; scans {scans:.3f} s; "
-        f"load of the previous as-of {load_wall:.0f} s, whole run {wall:.0f} s")
+    per_check = ", ".join([*(f"{i} {c['seconds']:.2f}" for i, c in facts.items()),
+                           *(f"{i.split('.', 1)[1]} {outcomes[i]['seconds']:.2f}" for i in CHECKS)])
+    say(f"  collateral: nine checks with their facts {total:.2f} s ({findings:,} findings): {per_check}; "
+        f"scans {scans:.3f} s; load of the previous as-of {load_wall:.0f} s, whole run {wall:.0f} s")
     size = f"{loan_rows:,} loans, {collateral_rows:,} collateral, {pledge_rows:,} pledges"
     rows = [
         Measurement(NAME, f"plain scan count+sum(appraised_value) over collateral ({collateral_rows:,}), best of 3",
@@ -345,14 +362,20 @@ def run(settings: Settings) -> list[Measurement]:
         Measurement(NAME, f"plain scan count+sum(outstanding) over loans ({loan_rows:,}), best of 3", loans_scan,
                     "s", baseline=loans_scan, ratio=1.0, target="baseline",
                     extra={"sql": LOANS_SCAN_SQL, "rows": loan_rows}),
-        Measurement(NAME, f"9 collateral checks, sum of run JSON seconds ({size})", total, "s", baseline=scans,
+        Measurement(NAME, f"9 collateral checks + the facts they read, sum of run JSON seconds ({size})", total,
+                    "s", baseline=scans,
                     ratio=ratio(total, scans), target=f"< {TARGET_SECONDS:g} s", passed=total < TARGET_SECONDS,
                     note=f"{findings:,} findings; {per_check}",
                     extra={"per_check": {i: {"seconds": c["seconds"], "findings": c["rows"]}
                                          for i, c in outcomes.items()},
+                           "facts": {i: {"seconds": c["seconds"], "rows": c["rows"]} for i, c in facts.items()},
                            "whole_run_seconds": wall, "previous_load_seconds": load_wall,
                            "rows_loaded": report["rows"], "generated": counts}),
     ]
+    for facts_id, outcome in facts.items():
+        rows.append(Measurement(NAME, f"{facts_id} (shared facts, built once for the checks), run JSON",
+                                outcome["seconds"], "s", baseline=scans, ratio=ratio(outcome["seconds"], scans),
+                                target="info", note=f"{outcome['rows']:,} rows"))
     for check_id in CHECKS:
         outcome = outcomes[check_id]
         rows.append(Measurement(NAME, f"{check_id}, run JSON", outcome["seconds"], "s", baseline=scans,

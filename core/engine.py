@@ -140,8 +140,8 @@ class Engine:
         """Drop the run's temp views and tables: after this, names mean the stored tables again."""
         for name in self._views:
             self.conn.execute(f"DROP VIEW IF EXISTS temp.{quote_identifier(name)}")
-        for table in ("staged_findings", "staged_tasks", "verdicts", "risk_classes", "verdict_summary",
-                      *FACT_SOURCES, *self._derived):
+        for table in ("staged_findings", "staged_tasks", "proposed_tasks", "verdicts", "risk_classes",
+                      "verdict_summary", *FACT_SOURCES, *self._derived):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
         self._derived = {}
         self._views, self._facts_built = (), False
@@ -449,6 +449,13 @@ class Engine:
             self._insert_batches(f"INSERT INTO temp.staged_tasks VALUES ({', '.join('?' * len(TASK_COLUMNS))})",
                                  rows)
         self._validate_tasks()
+        # indexed, so that each earlier task finds tonight's proposals by a lookup: as a CTE, the lookups
+        # were scans, quadratic in the tasks (a night of 1M loans did not finish)
+        self.conn.execute("DROP TABLE IF EXISTS temp.proposed_tasks")
+        self.conn.execute("CREATE TEMP TABLE proposed_tasks AS SELECT :check_id || ':' || borrower_id || ':' || step "
+                          "AS task_id, * FROM temp.staged_tasks", {"check_id": item.id})
+        self.conn.execute("CREATE UNIQUE INDEX temp.proposed_tasks_id ON proposed_tasks (task_id)")
+        self.conn.execute("CREATE INDEX temp.proposed_tasks_borrower ON proposed_tasks (borrower_id)")
         return self.conn.execute(SETTLE_TASKS, self._sql_params(planned)).rowcount
 
     def _validate_tasks(self) -> None:
@@ -542,8 +549,8 @@ class Engine:
         """The facts tables a contribution reads: those it lists; for a config rule, also those its SQL names
         (a config rule may read them without saying so)."""
         item = planned.item
-        listed = (*item.tables, *getattr(item, "optional_tables", ()))
-        sql = (getattr(item, "sql", None) or "").lower() if planned.sandboxed else ""
+        listed = (*item.tables, *item.optional_tables)
+        sql = (item.sql or "").lower() if planned.sandboxed else ""  # the name in its text: SQLite ignores case
         return tuple(table for table in FACT_SOURCES if table in listed or table in sql)
 
     def _build_facts(self, tables: Iterable[str] = tuple(FACT_SOURCES)) -> None:
@@ -551,7 +558,8 @@ class Engine:
         when a contribution reads it.
 
         Cross-row checks that each computed their own aggregates took 71% of
-        the check time (DESIGN.md, Performance); building them once is cheap.
+        the check time (DESIGN.md, Performance): building them once is cheaper
+        than each check joining for itself, and only a run that reads them pays.
         Built after classification, so they carry the computed risk classes.
         Each build is timed and recorded as a contribution of kind ``facts``
         (``FACT_IDS``: ``loanrules.facts.borrower``, ``loanrules.facts.collateral``).
@@ -616,12 +624,12 @@ class Engine:
         date among those). A collateral behind no loan on the books has counts of 0 and NULL sums.
 
         Built in one pass over the collateral in key order, with one lookup of its pledges and one of
-        each pledge's loan, and no GROUP BY: at 1M collateral the per-row aggregate steps of a GROUP BY
-        cost as much as the lookups (1.9 s against 1.5 s). Each pledge gives a row; a collateral with
-        two or more pledges meets its own row again and adds to it (ON CONFLICT ... DO UPDATE), and only
-        those few have their distinct borrowers counted afterwards. An earlier version filtered the
-        pledges with ``loan_id IN (SELECT ... FROM loans)``, which SQLite ran as a scan of every loan for
-        each collateral: quadratic (tests/test_facts.py keeps that plan out).
+        each pledge's loan, and no GROUP BY: at 1M collateral the aggregate steps of a GROUP BY, one per
+        row and figure, cost more than the lookups (2.7 s in all against 1.7 s). Each pledge gives a row;
+        a collateral with two or more pledges meets its own row again and adds to it (ON CONFLICT ... DO
+        UPDATE), where its distinct borrowers are counted (for those few alone). An earlier version
+        filtered the pledges with ``loan_id IN (SELECT ... FROM loans)``, which SQLite ran as a scan of
+        every loan for each collateral: quadratic (tests/test_facts.py keeps that plan out).
         """
         classified = any(isinstance(p.item, Classifier) and p.item.assigns is AssessmentField.RISK_CLASS
                          for p in self.plan)
@@ -664,13 +672,10 @@ class Engine:
                 loan_count = loan_count + excluded.loan_count, {added('secured_amount')}, {added('exposure')},
                 {least('first_lien_rank')}, npl_loan_count = npl_loan_count + excluded.npl_loan_count,
                 secured_loan_count = secured_loan_count + excluded.secured_loan_count,
-                {least('first_secured_origination')}
-        """)
-        self.conn.execute("""
-            UPDATE collateral_facts SET borrower_count = (
-                SELECT count(DISTINCT l.borrower_id) FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
-                WHERE p.collateral_id = collateral_facts.collateral_id AND coalesce(l.written_off, 0) = 0)
-            WHERE loan_count > 1
+                {least('first_secured_origination')},
+                borrower_count = (SELECT count(DISTINCT l.borrower_id) FROM pledges p
+                                  JOIN loans l ON l.loan_id = p.loan_id AND coalesce(l.written_off, 0) = 0
+                                  WHERE p.collateral_id = excluded.collateral_id)
         """)
 
     # ------------------------------------------------------------ helpers
@@ -715,10 +720,7 @@ class Engine:
 # on (the same step: it keeps the day it opened and its due date). A proposal its action already did
 # is not opened again tonight.
 SETTLE_TASKS = """
-    WITH proposed AS MATERIALIZED (
-        SELECT :check_id || ':' || borrower_id || ':' || step AS task_id, * FROM temp.staged_tasks
-    ),
-    earlier AS MATERIALIZED (
+    WITH earlier AS MATERIALIZED (
         SELECT t.*,
                (SELECT json_object('loan_id', c.loan_id, 'action', c.action, 'action_date', c.action_date,
                                    'officer_id', c.officer_id, 'amount_recovered_fen', c.amount_recovered)
@@ -726,8 +728,8 @@ SETTLE_TASKS = """
                 WHERE c.action IN (SELECT value FROM json_each(coalesce(t.done_when, '[]')))
                   AND c.action_date >= t.opened_on AND c.action_date <= :as_of
                 ORDER BY c.action_date, c.action LIMIT 1) AS action,
-               EXISTS (SELECT 1 FROM proposed p WHERE p.borrower_id = t.borrower_id) AS planned,
-               (SELECT p.task_id FROM proposed p WHERE p.task_id = t.task_id) AS again
+               EXISTS (SELECT 1 FROM temp.proposed_tasks p WHERE p.borrower_id = t.borrower_id) AS planned,
+               (SELECT p.task_id FROM temp.proposed_tasks p WHERE p.task_id = t.task_id) AS again
         FROM main.collection_tasks t
         WHERE t.run_id = :previous_run_id AND t.strategy_id = :check_id AND t.status = 'open'
     )
@@ -744,11 +746,11 @@ SETTLE_TASKS = """
                 WHEN NOT e.planned THEN json_object('reason', 'no plan needed tonight')
                 WHEN e.again IS NULL THEN json_object('reason', 'another step tonight') END,
            coalesce(p.done_when, e.done_when)
-    FROM earlier e LEFT JOIN proposed p ON p.task_id = e.task_id
+    FROM earlier e LEFT JOIN temp.proposed_tasks p ON p.task_id = e.task_id
     UNION ALL
     SELECT :run_id, p.task_id, p.borrower_id, p.loan_ids, p.step, p.assignee, p.due_date, coalesce(p.priority, 0),
            'open', :check_id, :as_of, NULL, NULL, p.done_when
-    FROM proposed p
+    FROM temp.proposed_tasks p
     WHERE p.task_id NOT IN (SELECT task_id FROM earlier)
 """
 

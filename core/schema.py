@@ -67,6 +67,11 @@ class TableSpec:
     key: tuple[str, ...] = ()  # unique within one snapshot
     references: tuple[Reference, ...] = ()
     doc: str = ""
+    # More indexes, each on (snapshot_id, *columns) without the rows whose first column is NULL, for the
+    # lookups a check makes by other columns than the key or a reference (core/store.py): each costs
+    # time on every load, so only where a check needs one.
+    indexes: tuple[tuple[str, ...], ...] = attrs.field(
+        default=(), converter=lambda value: tuple(tuple(columns) for columns in value))
 
     def column(self, name: str) -> Column | None:
         for column in self.columns:
@@ -78,9 +83,11 @@ class TableSpec:
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
-    def extended(self, columns: tuple[Column, ...]) -> TableSpec:
+    def extended(self, columns: tuple[Column, ...], indexes: tuple[tuple[str, ...], ...] = ()) -> TableSpec:
+        """This table with more columns and indexes (a plugin's ``register_tables``); the known ones are kept."""
         known = set(self.column_names)
-        return attrs.evolve(self, columns=self.columns + tuple(c for c in columns if c.name not in known))
+        return attrs.evolve(self, columns=self.columns + tuple(c for c in columns if c.name not in known),
+                            indexes=tuple(dict.fromkeys((*self.indexes, *map(tuple, indexes)))))
 
 
 def _t(name, **kw):
@@ -180,6 +187,8 @@ COLLATERAL = TableSpec(
         _bool("site_verified"),
     ),
     key=("collateral_id",),
+    # collateral.repeated_mortgage finds one registration number on two records in one ordered pass
+    indexes=(("registration_no",),),
 )
 
 PLEDGES = TableSpec(

@@ -471,9 +471,9 @@ def test_facts_are_built_after_classification_and_timed(db_path, snapshot):
 
     result = run(db_path, snapshot, make_registry(WorstClass()), packs=("worst",))
     assert query(db_path, "SELECT borrower_id, message FROM findings") == [("B1", "doubtful 4000000")]
-    (facts,) = [o for o in result.outcomes if o.contribution_id == "loanrules.facts"]
+    (facts,) = [o for o in result.outcomes if o.contribution_id == "loanrules.facts.borrower"]
     assert (facts.kind, facts.status, facts.rows) == ("facts", "ok", 2)
-    assert query(db_path, "SELECT kind FROM run_contributions WHERE contribution_id = 'loanrules.facts'") == [
+    assert query(db_path, "SELECT kind FROM run_contributions WHERE contribution_id = 'loanrules.facts.borrower'") == [
         ("facts",)]
 
 

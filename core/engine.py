@@ -91,7 +91,7 @@ class Engine:
         self.progress = progress or (lambda message: None)
         self.outcomes: list[Outcome] = []
         self.traces: dict[str, str] = {}  # contribution id -> traceback of its failure
-        self._facts_built = False
+        self._facts_built: set[str] = set()  # facts tables built in this run
         self._views: tuple[str, ...] = ()
         self._derivations = {p.item.table: p for p in plan if isinstance(p.item, Derivation)}
         self._derived: dict[str, bool] = {}  # table -> built by its derivation (True) or an empty stand-in
@@ -144,7 +144,7 @@ class Engine:
                       "verdict_summary", *FACT_SOURCES, *self._derived):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
         self._derived = {}
-        self._views, self._facts_built = (), False
+        self._views, self._facts_built = (), set()
 
     def _view(self, name: str, select: str) -> None:
         self.conn.execute(f"DROP VIEW IF EXISTS temp.{quote_identifier(name)}")
@@ -408,9 +408,18 @@ class Engine:
             for part in ("loan_id", "borrower_id", "collateral_id", "subject")
             if part in columns
         ) or "''"
+        # The check's rows are materialized first: flattened into this statement, SQLite computed a check's
+        # message and details (JSON built by subqueries) once for each place they are used here, two or
+        # three times per finding.
         return f"""
             INSERT INTO main.findings (run_id, check_id, severity, loan_id, borrower_id, collateral_id,
                                        message, details, subject_key, status, first_seen)
+            WITH s AS MATERIALIZED (
+                SELECT {severity} AS severity, {column('loan_id')} AS loan_id,
+                       {column('borrower_id')} AS borrower_id, {column('collateral_id')} AS collateral_id,
+                       CAST(f.message AS TEXT) AS message, {details} AS details, {key} AS subject_key
+                FROM {source} f
+            )
             SELECT :run_id, :check_id, k.severity, k.loan_id, k.borrower_id, k.collateral_id, k.message,
                    k.details, k.subject_key, CASE WHEN k.seen IS NULL THEN 'new' ELSE 'persisting' END,
                    coalesce(k.seen, :as_of)
@@ -418,12 +427,7 @@ class Engine:
                 SELECT s.*, (SELECT min(p.first_seen) FROM main.findings p
                              WHERE p.run_id = :previous_run_id AND p.check_id = :check_id
                                AND p.subject_key = s.subject_key) AS seen
-                FROM (
-                    SELECT {severity} AS severity, {column('loan_id')} AS loan_id,
-                           {column('borrower_id')} AS borrower_id, {column('collateral_id')} AS collateral_id,
-                           CAST(f.message AS TEXT) AS message, {details} AS details, {key} AS subject_key
-                    FROM {source} f
-                ) s
+                FROM s
             ) k
         """
 
@@ -564,7 +568,6 @@ class Engine:
         Each build is timed and recorded as a contribution of kind ``facts``
         (``FACT_IDS``: ``loanrules.facts.borrower``, ``loanrules.facts.collateral``).
         """
-        self._facts_built = self._facts_built or set()  # False until the first build
         for table in FACT_SOURCES:
             if table in tables and table not in self._facts_built:
                 self._facts_built.add(table)

@@ -408,14 +408,46 @@ def load_snapshot(conn: sqlite3.Connection, directory: str | Path, *, as_of: str
         "UPDATE snapshots SET sha256 = ?, row_counts = ?, quarantined = ? WHERE snapshot_id = ?",
         (combined, json_dumps(counts), quarantined, snapshot_id),
     )
-    # Statistics for the query planner, sampled (milliseconds): without them it
-    # may read a whole snapshot through the key index where another index finds
-    # a handful of rows (a per-collateral lookup took minutes on 1M loans).
-    conn.execute("PRAGMA analysis_limit = 400")
-    for name in present:
-        conn.execute(f"ANALYZE main.{quote_identifier(name)}")
+    _planner_statistics(conn, present)
     return LoadedSnapshot(snapshot_id, cooperative, as_of, combined, counts, tuple(present), quarantined,
                           tuple(problems.shown), problems.total)
+
+
+def _planner_statistics(conn: sqlite3.Connection, tables: Iterable[str]) -> None:
+    """Statistics for the query planner: sampled, with the two figures sampling gets wrong made exact.
+
+    Without statistics the planner may read a whole snapshot through the key
+    index where another index finds a handful of rows (a per-collateral lookup
+    took minutes on 1M loans). A full ANALYZE reads every row; a sampled one
+    (milliseconds) sees one snapshot in its 400 rows and estimates ~400 rows
+    per snapshot_id, so a check reading a whole snapshot was planned as a
+    short index walk (0.71 s against 0.21 s for a scan of 4.3M document rows).
+    The rows per table and per snapshot are known exactly from ``snapshots``.
+    """
+    conn.execute("PRAGMA analysis_limit = 400")
+    tables = list(tables)
+    for name in tables:
+        conn.execute(f"ANALYZE main.{quote_identifier(name)}")
+    stored: dict[str, tuple[int, int]] = {}  # table -> (rows, snapshots holding rows)
+    for (counts,) in conn.execute("SELECT row_counts FROM snapshots WHERE row_counts IS NOT NULL"):
+        for name, rows in json.loads(counts).items():
+            if rows:
+                total, snapshots = stored.get(name, (0, 0))
+                stored[name] = (total + rows, snapshots + 1)
+    for name in tables:
+        total, snapshots = stored.get(name, (0, 0))
+        if not total:
+            continue
+        for index, stat in conn.execute("SELECT idx, stat FROM main.sqlite_stat1 WHERE tbl = ? AND idx IS NOT NULL",
+                                        (name,)).fetchall():
+            first = conn.execute("SELECT name FROM pragma_index_info(?) WHERE seqno = 0", (index,)).fetchone()
+            figures = stat.split()
+            if not first or first[0] != "snapshot_id" or len(figures) < 2 or not figures[1].isdigit():
+                continue
+            figures[0], figures[1] = str(total), str(max(1, total // snapshots))
+            conn.execute("UPDATE main.sqlite_stat1 SET stat = ? WHERE tbl = ? AND idx = ?",
+                         (" ".join(figures), name, index))
+    conn.execute("ANALYZE main.sqlite_schema")  # the planner reads the statistics again
 
 
 def replace_earlier_snapshots(conn: sqlite3.Connection, loaded: LoadedSnapshot,

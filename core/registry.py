@@ -50,7 +50,7 @@ class Registry:
         if not isinstance(spec, TableSpec):
             raise PluginError(f"plugin {plugin!r} registered {spec!r} as a table; expected TableSpec")
         known = self.tables.get(spec.name)
-        self.tables[spec.name] = known.extended(spec.columns) if known else spec
+        self.tables[spec.name] = known.extended(spec.columns, spec.indexes) if known else spec
 
     def add(self, plugin: str, item: Contribution) -> None:
         earlier = self.contributions.get(item.id)

@@ -193,7 +193,7 @@ def test_collateral_facts_look_up_each_pledge_and_loan_by_key(db_path, tmp_path)
             steps = [step for step in plan if f"main.{table} " in step]
             assert steps and all(step.startswith("SEARCH") and key in step for step in steps), plan
         # the collateral drive the build: read once, the first step
-        (driver,) = [step for step in plan if "main.collateral " in step]
+        (driver,) = [step for step in plan if step.split()[1] == "main.collateral"]
         assert driver == plan[0] and "collateral_id=" not in driver, plan
         engine.close()
     finally:

@@ -721,8 +721,11 @@ class Engine:
 # a previous open task closes as done (the first matching action on one of its loans since it opened),
 # cured (the strategy has no task for the borrower tonight), replaced (another step tonight) or carries
 # on (the same step: it keeps the day it opened and its due date). A proposal its action already did
-# is not opened again tonight.
+# is not opened again tonight. INSERT first, then WITH: Python's sqlite3 reports no rowcount for a
+# statement that starts with WITH.
 SETTLE_TASKS = """
+    INSERT INTO main.collection_tasks (run_id, task_id, borrower_id, loan_ids, step, assignee, due_date, priority,
+                                       status, strategy_id, opened_on, closed_on, closed_by, done_when)
     WITH earlier AS MATERIALIZED (
         SELECT t.*,
                (SELECT json_object('loan_id', c.loan_id, 'action', c.action, 'action_date', c.action_date,
@@ -736,8 +739,6 @@ SETTLE_TASKS = """
         FROM main.collection_tasks t
         WHERE t.run_id = :previous_run_id AND t.strategy_id = :check_id AND t.status = 'open'
     )
-    INSERT INTO main.collection_tasks (run_id, task_id, borrower_id, loan_ids, step, assignee, due_date, priority,
-                                       status, strategy_id, opened_on, closed_on, closed_by, done_when)
     SELECT :run_id, e.task_id, e.borrower_id, coalesce(p.loan_ids, e.loan_ids), e.step,
            coalesce(p.assignee, e.assignee), e.due_date, coalesce(p.priority, e.priority),
            CASE WHEN e.action IS NOT NULL THEN 'done' WHEN NOT e.planned THEN 'cured'

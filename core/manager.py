@@ -31,7 +31,8 @@ from loanrules.errors import PluginError, UsageError
 ENTRY_POINT_GROUP = "loanrules"
 BUILTIN_PLUGINS = ("loanrules.plugins.data_quality", "loanrules.plugins.npl_classification",
                    "loanrules.plugins.collateral_checks", "loanrules.plugins.post_loan_inspections",
-                   "loanrules.plugins.village_collectives", "loanrules.plugins.credit_files")
+                   "loanrules.plugins.village_collectives", "loanrules.plugins.credit_files",
+                   "loanrules.plugins.collection_strategies")
 
 
 @attrs.frozen

@@ -116,6 +116,8 @@ def test_another_step_replaces_the_open_one_and_a_cure_closes_it(night):
         ("local.ladder:B1:visit", "visit", "open", "2026-11-20", "2026-11-27", None),
         ("local.ladder:B2:call", "call", "cured", "2026-11-01", "2026-11-08", "2026-11-20"),
     ]
+    (ladder,) = [o for o in second.outcomes if o.contribution_id == "local.ladder"]
+    assert ladder.rows == 3  # the tasks stored tonight, closed ones included
     third = night("2026-11-30", [loan("L1", days_past_due="109"), loan("L2", "B2", days_past_due="0")])
     assert tasks(night.db, third.run_id) == [  # closed tasks are stored once, on the night they closed
         ("local.ladder:B1:visit", "visit", "open", "2026-11-20", "2026-11-27", None)]

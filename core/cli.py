@@ -890,7 +890,8 @@ def demo(session, loans, directory, seed, months, quiet):
         result = execute_run(db, snapshot_dir, as_of=as_of.isoformat(), config=config, registry=session.registry,
                              progress=_progress(quiet))
     _print_run(result, False, str(db))
-    click.echo(f"next: `loanrules diff --db {db}`, `loanrules export assessments --db {db} --format csv`")
+    click.echo(f"next: `loanrules report --db {db} -o report.html`, `loanrules tasks --db {db}`, "
+               f"`loanrules diff --db {db}`, `loanrules export workbook --db {db} -o run.xlsx`")
     click.get_current_context().exit(result.exit_code(None))
 
 

@@ -183,7 +183,7 @@ def stage_once(conn: sqlite3.Connection, plan, registry, snapshot_id: int, run_i
                                      (snapshot_id,)).fetchone()[0])  # the tables the snapshot has, as in a run
     scope = RunScope(run_id=run_id, snapshot_id=snapshot_id, as_of=AS_OF,
                      present_tables=tuple(t for t in registry.tables if t in loaded),
-                     all_tables=tuple(registry.tables))
+                     all_tables=tuple(registry.tables), derived_columns=registry.derived_columns())
     engine = Engine(conn, plan, scope)
     steps = timing_steps(engine)
     conn.execute("BEGIN IMMEDIATE")

@@ -227,6 +227,9 @@ class Engine:
         item = planned.item
         self.progress(f"{planned.kind} {item.id}")
         reason = self._unmet(item)
+        unknown = [t for t in item.optional_tables if t not in self.scope.derived_columns]
+        if reason is None and unknown:  # a scope built without the registry's derivations
+            reason = f"reads {', '.join(unknown)}, which this run knows no derivation of"
         if reason is None:
             for table in (*item.tables, *item.optional_tables):
                 if table in self.scope.derived_columns and not self._derive(table) and table in item.tables:

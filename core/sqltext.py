@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from loanrules.schema import NON_PERFORMING_CLASSES, RISK_CLASSES
+from loanrules.schema import NON_PERFORMING_CLASSES, RECOVERY_CATEGORIES, RISK_CLASSES  # noqa: F401 (plugins use it)
 
 
 def literal(text: str) -> str:

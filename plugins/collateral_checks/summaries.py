@@ -7,34 +7,26 @@ when such a check is not in the run its count is 0.
 """
 
 from loanrules import Summary
-from loanrules.sqltext import NON_PERFORMING
 
-from .checks import _ON_BOOK, PRACTICE
-
-# Per collateral securing a loan on the books: the exposure of the loans it secures (a loan secured by two
-# collateral counts under each) and whether one of them is non-performing (this run's class when the
-# classification ran, else the recorded class).
-_SECURING = f"""
-    SELECT p.collateral_id, sum(l.outstanding_principal) AS exposure,
-           max(coalesce(a.risk_class, l.recorded_class) IN {NON_PERFORMING}) AS backs_npl
-    FROM pledges p JOIN loans l ON l.loan_id = p.loan_id LEFT JOIN assessments a ON a.loan_id = l.loan_id
-    WHERE {_ON_BOOK.format('l')}
-    GROUP BY p.collateral_id
-"""
+from .checks import PRACTICE
 
 
 def _findings_of(check_id: str) -> str:
     return f"(SELECT DISTINCT collateral_id FROM findings WHERE check_id = '{check_id}')"
 
 
+# Per collateral securing a loan on the books, from the run's shared collateral facts (built once, read by the
+# checks too): the exposure of the loans it secures (a loan secured by two collateral counts under each) and
+# whether one of them is non-performing (this run's class when the classification ran, else the recorded one).
 _PER_COLLATERAL = f"""
-    SELECT c.collateral_id, coalesce(c.collateral_type, 'other') AS collateral_type, c.appraiser_id,
-           coalesce(c.appraised_value, 0) AS appraised_value, s.exposure, s.backs_npl,
-           c.registration_status = 'registered' AS registered, coalesce(c.site_verified, 0) AS verified,
-           c.collateral_id IN {_findings_of('collateral.appraisal_stale')} AS stale,
-           c.collateral_id IN {_findings_of('collateral.ltv_exceeded')} AS over_ltv,
-           c.collateral_id IN {_findings_of('collateral.value_dropped')} AS value_dropped
-    FROM ({_SECURING}) s JOIN collateral c ON c.collateral_id = s.collateral_id
+    SELECT f.collateral_id, coalesce(f.collateral_type, 'other') AS collateral_type, f.appraiser_id,
+           coalesce(f.appraised_value, 0) AS appraised_value, f.exposure, f.npl_loan_count > 0 AS backs_npl,
+           f.registration_status = 'registered' AS registered, coalesce(f.site_verified, 0) AS verified,
+           f.collateral_id IN {_findings_of('collateral.appraisal_stale')} AS stale,
+           f.collateral_id IN {_findings_of('collateral.ltv_exceeded')} AS over_ltv,
+           f.collateral_id IN {_findings_of('collateral.value_dropped')} AS value_dropped
+    FROM collateral_facts f
+    WHERE f.loan_count > 0
 """
 
 
@@ -45,7 +37,7 @@ def _share(part: str, whole: str) -> str:
 COVERAGE_BY_TYPE = Summary(
     id="collateral.coverage_by_type",
     title="Collateral coverage by type",
-    tables=("loans", "collateral", "pledges", "findings", "assessments"),
+    tables=("loans", "collateral", "pledges", "collateral_facts", "findings"),
     columns=("collateral_type", "collateral_count", "appraised_value_fen", "exposure_fen", "coverage_share",
              "registered_share", "site_verified_share", "stale_count", "stale_share", "over_ltv_count",
              "npl_backed_count"),
@@ -81,7 +73,7 @@ COVERAGE_BY_TYPE = Summary(
 AGENCY_SCORECARD = Summary(
     id="collateral.agency_scorecard",
     title="Appraisal agency scorecard",
-    tables=("loans", "collateral", "pledges", "findings", "assessments"),
+    tables=("loans", "collateral", "pledges", "collateral_facts", "findings"),
     columns=("appraiser_id", "name", "standing", "collateral_count", "appraised_value_fen", "stale_count",
              "over_ltv_count", "value_dropped_count", "npl_backed_count", "npl_backed_share", "overvalues"),
     reference=f"{PRACTICE}: keep external appraisal agencies on an approved list and drop the ones that "

@@ -6,12 +6,9 @@ means the same thing in both strategies.
 """
 
 from loanrules import Derivation, Param, ParamType
-from loanrules.sqltext import NON_PERFORMING
+from loanrules.sqltext import NON_PERFORMING, RECOVERY_CATEGORIES, rank_case, unrank_case
 
 PRACTICE = "Rural credit cooperative management guidance, collection (REFERENCE.md §4)"
-
-# Best to worst, as the recovery categories of cn-five-category (classification.recovery_category).
-RECOVERY_CATEGORIES = ("recoverable", "recoverable_with_effort", "unrecoverable_for_now")
 
 RISK_CLASS = "coalesce(a.risk_class, l.recorded_class)"  # this run's class when classification ran, else recorded
 ON_BOOK = "coalesce(l.written_off, 0) = 0"
@@ -19,14 +16,12 @@ ON_BOOK = "coalesce(l.written_off, 0) = 0"
 
 def recovery_rank(expression: str) -> str:
     """SQL: a recovery category's rank, 1 (recoverable) .. 3 (unrecoverable for now); NULL when unknown."""
-    whens = " ".join(f"WHEN '{category}' THEN {rank}" for rank, category in enumerate(RECOVERY_CATEGORIES, 1))
-    return f"CASE {expression} {whens} END"
+    return rank_case(expression, RECOVERY_CATEGORIES)
 
 
 def recovery_word(rank: str) -> str:
     """SQL: the inverse of ``recovery_rank``; NULL stays NULL."""
-    whens = " ".join(f"WHEN {rank_} THEN '{category}'" for rank_, category in enumerate(RECOVERY_CATEGORIES, 1))
-    return f"CASE {rank} {whens} END"
+    return unrank_case(rank, RECOVERY_CATEGORIES)
 
 
 # The loans a plan covers, built once per run for every strategy and the key households: a scan of the book

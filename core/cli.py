@@ -29,7 +29,7 @@ import loanrules
 from loanrules import ledgers, results
 from loanrules.config import Config, load_config
 from loanrules.docs import pack_markdown
-from loanrules.errors import LoanrulesError, SnapshotRejected
+from loanrules.errors import LoanrulesError, SnapshotRejected, UsageError  # not click's: no usage hint
 from loanrules.manager import PluginManager
 from loanrules.model import Check, Severity, format_fen
 from loanrules.plan import Overrides
@@ -119,6 +119,10 @@ def db_option(command):
 def config_option(command):
     return click.option("--config", "config_path", type=click.Path(dir_okay=False),
                         help="The cooperative's TOML config (see config/example-cooperative.toml).")(command)
+
+
+def run_option(command):
+    return click.option("--run", "run_id", type=int, help="Run id (default: the latest finished run).")(command)
 
 
 def json_option(command):
@@ -344,7 +348,7 @@ def _masker(session, config_path) -> Masker:
 
 @cli.command()
 @db_option
-@click.option("--run", "run_id", type=int, help="Run id (default: the latest finished run).")
+@run_option
 @click.option("--check", multiple=True, help="Check id, or a prefix such as `collateral`.")
 @click.option("--severity", type=click.Choice(["info", "warning", "critical"]), help="This severity or worse.")
 @click.option("--status", type=click.Choice(["new", "persisting"]))
@@ -372,7 +376,6 @@ def findings(session, db, run_id, check, severity, status, branch, limit, config
 
 DIFF_FINDING_KEYS = ("check_id", "severity", "loan_id", "borrower_id", "collateral_id", "message")
 DIFF_CSV_COLUMNS = ("change", *DIFF_FINDING_KEYS, "details", "first_seen")
-MIGRATION_KEYS = ("loan_id", "borrower_id", "name", "branch_id", "from_class", "to_class", "outstanding_yuan")
 
 
 @cli.command()
@@ -526,7 +529,7 @@ WORKBOOK, REPORT_TABLES = "workbook", "report-tables"
 @cli.command()
 @click.argument("what", type=click.Choice([*sorted(results.EXPORTS), WORKBOOK, REPORT_TABLES]))
 @db_option
-@click.option("--run", "run_id", type=int, help="Run id (default: the latest finished run).")
+@run_option
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
               help="csv (the default) or json; the workbook is always XLSX.")
 @click.option("-o", "--output", type=click.Path(), help="File to write (default: stdout); required for the "
@@ -552,8 +555,7 @@ def export(session, what, db, run_id, fmt, output, config_path):
             raise click.UsageError("the workbook is a binary file: give -o FILE.xlsx")
         from loanrules import workbook  # XlsxWriter is loaded only for the workbook
 
-        titles = {cid: registered.item.title for cid, registered in session.registry.contributions.items()}
-        written = workbook.write_run_workbook(conn, run, masker, output, titles=titles)
+        written = workbook.write_run_workbook(conn, run, masker, output, titles=_titles(session))
         click.echo(f"{output}: run {run['run_id']} of {run['cooperative']} as of {run['as_of']}, "
                    f"{len(written) + 1} sheets: {workbook.RUN_SHEET}, "
                    + ", ".join(f"{w.name} ({w.rows})" for w in written))
@@ -565,38 +567,47 @@ def export(session, what, db, run_id, fmt, output, config_path):
         raise click.UsageError(f"{output} is a directory: give a file to write")
     rows = (masker.row(row) for row in results.export_rows(conn, what, run))
     columns = results.export_columns(what)
-    handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
-    with contextlib.closing(handle) if output else contextlib.nullcontext(handle):
-        if (fmt or "csv") == "csv":
-            writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        else:
-            handle.write("[")
-            for index, row in enumerate(rows):  # streamed: a million findings never sit in memory
-                handle.write(("," if index else "") + "\n  " + json.dumps(row, ensure_ascii=False))
-            handle.write("\n]\n")
+    with _writing(output) if output else contextlib.nullcontext():
+        handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+        with contextlib.closing(handle) if output else contextlib.nullcontext(handle):
+            if (fmt or "csv") == "csv":
+                writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(rows)
+            else:
+                handle.write("[")
+                for index, row in enumerate(rows):  # streamed: a million findings never sit in memory
+                    handle.write(("," if index else "") + "\n  " + json.dumps(row, ensure_ascii=False))
+                handle.write("\n]\n")
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """An error writing the file ``path`` (no such directory, no permission, disk full) as one line that
+    names it, exit 2 like the workbook's, not an internal error."""
+    try:
+        yield
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _export_report_tables(session, conn, run, masker, fmt: str, output: str | None) -> None:
     """The report's tables, whole: a CSV file each in the directory ``output``, or one JSON document."""
     from loanrules import workbook
 
-    titles = {cid: registered.item.title for cid, registered in session.registry.contributions.items()}
-    sheets = workbook.report_sheets(conn, run, masker, titles)
-    if not sheets:
-        raise click.ClickException(f"no report tables: {workbook.REPORT_TABLES_MODULE} is not installed")
+    sheets = workbook.report_sheets(conn, run, masker, _titles(session))
     if fmt == "csv":
         if not output:
             raise click.UsageError("report-tables as CSV are a file each: give -o DIRECTORY")
         directory = Path(output)
         if directory.exists() and not directory.is_dir():
             raise click.UsageError(f"{output} is a file: give a directory for the CSV files")
-        directory.mkdir(parents=True, exist_ok=True)
+        with _writing(directory):
+            directory.mkdir(parents=True, exist_ok=True)
         for sheet in sheets:
             headings, rows = workbook.plain_table(sheet)
             path = directory / (re.sub(r"[^\w.-]", "_", sheet.name) + ".csv")
-            with open(path, "w", encoding="utf-8", newline="") as handle:
+            with _writing(path), open(path, "w", encoding="utf-8", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=headings, lineterminator="\n")
                 writer.writeheader()
                 writer.writerows(rows)
@@ -610,7 +621,8 @@ def _export_report_tables(session, conn, run, masker, fmt: str, output: str | No
     text = json.dumps({"run_id": run["run_id"], "cooperative": run["cooperative"], "as_of": run["as_of"],
                        "tables": tables}, ensure_ascii=False, indent=2, default=str)
     if output:
-        Path(output).write_text(text + "\n", encoding="utf-8")
+        with _writing(output):
+            Path(output).write_text(text + "\n", encoding="utf-8")
     else:
         click.echo(text)
 
@@ -618,7 +630,7 @@ def _export_report_tables(session, conn, run, masker, fmt: str, output: str | No
 @cli.command(name="summaries")
 @click.argument("summary_ids", nargs=-1)
 @db_option
-@click.option("--run", "run_id", type=int, help="Run id (default: the latest finished run).")
+@run_option
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="csv needs exactly one summary.")
 @pass_session
@@ -662,7 +674,7 @@ def summaries_command(session, summary_ids, db, run_id, fmt):
 
 @cli.command()
 @db_option
-@click.option("--run", "run_id", type=int, help="Run id (default: the latest finished run).")
+@run_option
 @click.option("--format", "fmt", type=click.Choice(["html", "md"]),
               help="html (one self-contained file) or md (Markdown). Default: html when -o ends in .html, else md.")
 @click.option("-o", "--output", metavar="FILE", help="File to write; `-` or none: Markdown on stdout.")
@@ -687,8 +699,7 @@ def report(session, db, run_id, fmt, output, config_path):
     conn = results.open_results(db)
     run = results.resolve_run(conn, run_id)
     masker = _masker(session, config_path)
-    titles = {cid: registered.item.title for cid, registered in session.registry.contributions.items()}
-    document = build_report(conn, run, masker, titles=titles)
+    document = build_report(conn, run, masker, titles=_titles(session))
     text = render_html(document) if fmt == "html" else render_markdown(document)
     if to_stdout:
         click.echo(text, nl=False)
@@ -699,6 +710,11 @@ def report(session, db, run_id, fmt, output, config_path):
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}: the {'HTML' if fmt == 'html' else 'Markdown'} report of run {run['run_id']} "
                f"({run['cooperative']}, as of {run['as_of']})", err=True)
+
+
+def _titles(session) -> dict[str, str]:
+    """Every registered contribution's title by its id (summaries, checks ...)."""
+    return {cid: registered.item.title for cid, registered in session.registry.contributions.items()}
 
 
 def _title(session, contribution_id: str) -> str:
@@ -712,10 +728,6 @@ def format_option(command):
     return click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
                         show_default=True, help="A table for people; CSV or JSON (amounts as decimal yuan "
                                                 "strings) for files.")(command)
-
-
-def run_option(command):
-    return click.option("--run", "run_id", type=int, help="Run id (default: the latest finished run).")(command)
 
 
 def _write_records(records: list[dict], fmt: str, columns: tuple[str, ...]) -> None:

@@ -1,5 +1,5 @@
 """One XLSX workbook of a run, for regulators: provenance, findings, assessments, tasks, the run's stored
-summaries and the report's tables, a sheet each.
+summaries and the report's tables (but those that repeat a summary), a sheet each.
 
 Written with XlsxWriter in ``constant_memory`` mode: each row goes to a temporary file as soon as the next
 one starts, so a million assessments take no more memory than ten (rows stream from the database cursor).
@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-import importlib
 import itertools
 import json
 import os
@@ -49,7 +48,8 @@ MAX_WIDTH = 60
 
 # Column kinds: how a value is written and formatted.
 TEXT, YUAN, FEN, DATE, SHARE, INTEGER, NUMBER = "text", "yuan", "fen", "date", "share", "integer", "number"
-DATE_COLUMNS = frozenset({"first_seen", "as_of", "opened_on", "closed_on", "period_from", "period_to"})
+# the dated columns without a ``*_date`` name: findings, tasks and the run sheet
+DATE_COLUMNS = frozenset({"first_seen", "as_of", "opened_on", "closed_on"})
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 BAD_SHEET_CHARACTERS = re.compile(r"[\[\]:*?/\\]")
 
@@ -431,35 +431,27 @@ def _mask_summary_row(masker: Masker, row: dict) -> dict:
     return masked
 
 
-# The seam for the report's tables: ``loanrules.report.data.report_tables(conn, run, masker, titles=...)``
-# gives the report's tables whole, already masked: objects with ``sheet_name``, ``columns``, ``rows`` (raw
-# values in column order), ``kinds`` (text, count, money = integer fen, share, date) and ``title``, or plain
-# (sheet name, columns, rows) triples. Without that module the workbook has no report sheets.
-REPORT_TABLES_MODULE = "loanrules.report.data"
 REPORT_KINDS = {"money": FEN, "share": SHARE, "date": DATE, "count": INTEGER, "text": TEXT}
+# The report's tables that show a stored summary again: the workbook has the summary's own sheet with the same
+# figures, so it leaves these out (``ReportTable`` does not say where a table comes from: hence this list).
+SUMMARY_REPORT_TABLES = frozenset({
+    "collateral_coverage",  # collateral.coverage_by_type
+    "agency_scorecard",  # collateral.agency_scorecard
+    "key_households",  # collection.key_households
+})
 
 
 def report_sheets(conn: sqlite3.Connection, run: sqlite3.Row, masker: Masker,
                   check_titles: Mapping[str, str] | None = None) -> list[Sheet]:
-    try:
-        module = importlib.import_module(REPORT_TABLES_MODULE)
-    except ModuleNotFoundError as error:
-        if error.name in ("loanrules.report", REPORT_TABLES_MODULE):
-            return []
-        raise
-    report_tables = getattr(module, "report_tables", None)
-    if report_tables is None:
-        return []
+    """The report's tables (``loanrules.report.data.report_tables``: whole, already masked), a sheet each."""
+    from loanrules.report.data import report_tables  # the report's code is loaded only when asked for
+
     sheets = []
     for table in report_tables(conn, run, masker, titles=check_titles):
-        if isinstance(table, tuple):
-            name, columns, rows = table
-            kinds, title = {}, ""
-        else:
-            name, columns, rows, title = table.sheet_name, tuple(table.columns), table.rows, table.title
-            kinds = {column: REPORT_KINDS.get(kind, TEXT) for column, kind in zip(columns, table.kinds)}
-        sheets.append(Sheet(str(name), tuple(columns), rows, kinds=kinds,
-                            source=f"report table {name}" + (f": {title}" if title else "")))
+        columns = tuple(table.columns)
+        kinds = {column: REPORT_KINDS.get(kind, TEXT) for column, kind in zip(columns, table.kinds)}
+        sheets.append(Sheet(table.sheet_name, columns, table.rows, kinds=kinds,
+                            source=f"report table {table.sheet_name}" + (f": {table.title}" if table.title else "")))
     return sheets
 
 
@@ -485,7 +477,8 @@ def _run_sheets(conn: sqlite3.Connection, run: sqlite3.Row, masker: Masker, titl
     for what in EXPORT_SHEETS:
         yield export_sheet(conn, run, masker, what)
     yield from summary_sheets(conn, run, masker, titles)
-    yield from report_sheets(conn, run, masker, titles)
+    # a report table built from a summary would repeat the summary's sheet
+    yield from (sheet for sheet in report_sheets(conn, run, masker, titles) if sheet.name not in SUMMARY_REPORT_TABLES)
     yield from extra
 
 
@@ -493,8 +486,9 @@ def write_run_workbook(conn: sqlite3.Connection, run: sqlite3.Row, masker: Maske
                        titles: Mapping[str, str] | None = None, extra: Iterable[Sheet] = (),
                        max_rows: int = MAX_ROWS) -> list[Written]:
     """The run's workbook at ``path``: the run sheet first (provenance, then the contents), then findings,
-    assessments, tasks, the summaries, the report's tables and any ``extra`` sheets. ``titles``: the
-    titles of the contributions (summaries, checks) by id, from the registry."""
+    assessments, tasks, the summaries, the report's tables (but those built from a summary:
+    ``SUMMARY_REPORT_TABLES``) and any ``extra`` sheets. ``titles``: the titles of the contributions
+    (summaries, checks) by id, from the registry."""
     writer = WorkbookWriter(path, max_rows)
     try:
         run_sheet = writer.add_key_values(RUN_SHEET, provenance(run, masker))

@@ -7,6 +7,7 @@ import io
 import json
 import textwrap
 
+import click
 import pytest
 from conftest import AS_OF, borrower, invoke, loan, write_snapshot
 
@@ -105,6 +106,26 @@ def test_export_csv_and_json_of_findings(runner, two_nights, tmp_path):
 def test_export_of_an_unknown_run_is_a_clear_error(runner, two_nights):
     result = invoke(runner, "export", "findings", "--db", two_nights, "--run", "99")
     assert result.exit_code == 2 and result.output.strip() == "Error: no run 99 in this database"
+
+
+def test_export_to_a_file_that_cannot_be_written_is_a_clear_error(runner, two_nights, tmp_path):
+    out = tmp_path / "no-such-directory" / "findings.csv"
+    result = invoke(runner, "export", "findings", "--db", two_nights, "-o", out)
+    assert result.exit_code == 2 and result.output.strip() == f"Error: cannot write {out}: No such file or directory"
+
+
+def test_every_run_option_is_the_same():
+    from loanrules.cli import cli
+
+    commands = ("findings", "export", "summaries", "report", "tasks", "ledger households", "ledger officers")
+    options = []
+    for name in commands:
+        command = cli
+        for part in name.split():
+            command = command.commands[part]
+        (option,) = [p for p in command.params if "--run" in p.opts]
+        options.append((option.name, option.type, option.help))
+    assert set(options) == {("run_id", click.INT, "Run id (default: the latest finished run).")}
 
 
 def test_reading_a_missing_database_is_a_clear_error(runner, tmp_path):

@@ -8,7 +8,6 @@ import io
 import json
 import re
 import sqlite3
-import sys
 import textwrap
 import types
 import zipfile
@@ -166,6 +165,8 @@ def test_dates_are_dates_and_shares_percentages(masked):
     tasks = wb["tasks"]
     due = tasks.cell(2, column(tasks, "due_date"))
     assert isinstance(due.value, datetime.datetime) and due.number_format == "yyyy-mm-dd"
+    opened = tasks.cell(2, column(tasks, "opened_on"))  # the task's lifecycle: a date too
+    assert opened.value == datetime.datetime(2026, 11, 27) and opened.number_format == "yyyy-mm-dd"
     coverage = wb["collateral.coverage_by_type"]
     share = coverage.cell(2, column(coverage, "coverage_share"))
     assert isinstance(share.value, float) and share.number_format == "0.00%"
@@ -269,37 +270,53 @@ def test_a_failed_workbook_leaves_no_file(book, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_report_tables_come_in_through_their_seam(book, tmp_path, monkeypatch):
-    table = types.SimpleNamespace(sheet_name="npl_by_branch", title="Where NPLs come from: by branch",
-                                  columns=("branch", "npl_outstanding_fen", "npl_share"),
-                                  rows=(("BR01", 123456, 0.5),), kinds=("text", "money", "share"))
+def report_table(sheet_name, columns, rows, kinds, title=""):
+    """A stand-in for the report's ``ReportTable``: what the workbook reads of it."""
+    return types.SimpleNamespace(sheet_name=sheet_name, title=title, columns=columns, rows=rows, kinds=kinds)
+
+
+def test_report_tables_come_from_the_report(book, tmp_path, monkeypatch):
+    table = report_table("npl_by_branch", ("branch", "npl_outstanding_fen", "npl_share"), (("BR01", 123456, 0.5),),
+                         ("text", "money", "share"), title="Where NPLs come from: by branch")
 
     def report_tables(conn, run, masker, titles=None):
-        return [("plain", ("a", "b"), [(1, "x")]), table]
+        return [report_table("plain", ("a", "b"), [(1, "x")], ("count", "text")), table]
 
-    fake = types.ModuleType("loanrules.report.data")
-    fake.report_tables = report_tables
-    monkeypatch.setitem(sys.modules, "loanrules.report.data", fake)
+    monkeypatch.setattr("loanrules.report.data.report_tables", report_tables)
     conn = results.open_results(book.db)
     written = workbook.write_run_workbook(conn, results.resolve_run(conn, None), Masker(frozenset()),
                                           tmp_path / "r.xlsx")
     assert [w.name for w in written][-2:] == ["plain", "npl_by_branch"]
     assert written[-1].source == "report table npl_by_branch: Where NPLs come from: by branch"
+    assert written[-2].source == "report table plain"  # no title, no colon
     sheet = openpyxl.load_workbook(tmp_path / "r.xlsx")["npl_by_branch"]
     assert cells(sheet, 1) == ["branch", "npl_outstanding_yuan", "npl_share"]
     assert (sheet["B2"].value, sheet["B2"].number_format, sheet["C2"].number_format) == (1234.56, "#,##0.00", "0.00%")
-    # a module without report_tables: no report sheets
-    monkeypatch.setitem(sys.modules, "loanrules.report.data", types.ModuleType("loanrules.report.data"))
-    assert workbook.report_sheets(conn, results.resolve_run(conn, None), Masker(frozenset())) == []
+
+
+def test_report_tables_that_repeat_a_summary_are_left_out_of_the_workbook(book, masked):
+    """The report shows three stored summaries again as tables: the workbook has them once, as the summary's
+    sheet; `export report-tables` (the report's tables alone) still has them."""
+    _, wb = masked
+    conn = results.open_results(book.db)
+    report = [sheet.name for sheet in workbook.report_sheets(conn, results.resolve_run(conn, None),
+                                                             Masker(frozenset()))]
+    assert workbook.SUMMARY_REPORT_TABLES <= set(report)  # the report builds them from this book's summaries
+    assert not workbook.SUMMARY_REPORT_TABLES & set(wb.sheetnames)
+    assert all(name in wb.sheetnames for name in SUMMARIES)
+    others = [name for name in report if name not in workbook.SUMMARY_REPORT_TABLES]
+    assert others and wb.sheetnames[-len(others):] == others  # the report's other tables, after the summaries
+    contents = list(wb["run"].iter_rows(values_only=True))
+    start = [row[0] for row in contents].index("sheet")
+    listed = [row[2] for row in contents[start + 1:] if row[0] in others]
+    assert len(listed) == len(others) and all(holds.startswith("report table ") for holds in listed)
 
 
 def test_report_tables_export_as_csv_files_and_json(runner, book, tmp_path, monkeypatch):
-    table = types.SimpleNamespace(sheet_name="npl_by_branch", title="by branch",
-                                  columns=("branch", "npl_outstanding_fen", "npl_share"),
-                                  rows=(("BR01", 123456, Fraction(1, 4)),), kinds=("text", "money", "share"))
-    fake = types.ModuleType("loanrules.report.data")
-    fake.report_tables = lambda conn, run, masker, titles=None: [table]
-    monkeypatch.setitem(sys.modules, "loanrules.report.data", fake)
+    table = report_table("npl_by_branch", ("branch", "npl_outstanding_fen", "npl_share"),
+                         (("BR01", 123456, Fraction(1, 4)),), ("text", "money", "share"), title="by branch")
+    tables = [table]
+    monkeypatch.setattr("loanrules.report.data.report_tables", lambda conn, run, masker, titles=None: tables)
     result = invoke(runner, "export", "report-tables", "--db", book.db, "-o", tmp_path / "tables")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tables" / "npl_by_branch.csv").read_text().splitlines() == [
@@ -307,9 +324,29 @@ def test_report_tables_export_as_csv_files_and_json(runner, book, tmp_path, monk
     data = json.loads(invoke(runner, "export", "report-tables", "--db", book.db, "--format", "json").output)
     assert data["tables"][0]["rows"] == [{"branch": "BR01", "npl_outstanding_yuan": "1234.56", "npl_share": 0.25}]
     assert invoke(runner, "export", "report-tables", "--db", book.db).exit_code == 2  # CSV files need -o DIR
-    monkeypatch.setitem(sys.modules, "loanrules.report.data", types.ModuleType("loanrules.report.data"))
+    # a summary's table is no duplicate here: report-tables is the report's tables alone
+    tables.append(report_table("agency_scorecard", ("appraiser_id",), (("AP1",),), ("text",)))
+    data = json.loads(invoke(runner, "export", "report-tables", "--db", book.db, "--format", "json").output)
+    assert [t["id"] for t in data["tables"]] == ["npl_by_branch", "agency_scorecard"]
+    tables.clear()  # a report with no tables: an empty document, no error
     result = invoke(runner, "export", "report-tables", "--db", book.db, "--format", "json")
-    assert result.exit_code == 1 and "no report tables" in result.output
+    assert result.exit_code == 0 and json.loads(result.output)["tables"] == []
+
+
+@pytest.mark.parametrize("args", [
+    ("findings", "-o", "{missing}/findings.csv"),
+    ("tasks", "--format", "json", "-o", "{missing}/tasks.json"),
+    ("report-tables", "--format", "json", "-o", "{missing}/tables.json"),
+    ("report-tables", "-o", "{file}/tables"),  # its directory cannot be made under a file
+])
+def test_a_file_that_cannot_be_written_is_a_one_line_error(runner, book, tmp_path, args):
+    (tmp_path / "a-file").write_text("x")
+    args = [arg.format(missing=tmp_path / "missing", file=tmp_path / "a-file") for arg in args]
+    result = invoke(runner, "export", *args, "--db", book.db)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"Error: cannot write {args[-1]}: ") and "internal error" not in line
+    assert not (tmp_path / "missing").exists()
 
 
 # ------------------------------------------------------------ diff

@@ -4,10 +4,12 @@ walked across three nights by a test strategy (not the built-in collection strat
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import textwrap
 
+import openpyxl
 import pytest
 from conftest import borrower, invoke, loan, write_snapshot
 
@@ -409,3 +411,31 @@ def test_a_plan_with_nobody_to_collect_is_not_an_error(runner, fresh):
     night("2026-11-01", [loan("L1")])
     result = invoke(runner, "tasks", "--db", db)
     assert result.exit_code == 0 and "0 open task(s)" in result.stdout and "(none)" in result.stdout
+
+
+def test_export_tasks_has_each_task_lifecycle(runner, book, tmp_path):
+    """`export tasks`: the strategy, the day a task opened, the day it closed and what closed it (JSON: the
+    action, or the reason), and the actions that mark it done (JSON), as stored; dates in the workbook."""
+    result = invoke(runner, "export", "tasks", "--db", book, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = {row["task_id"]: row for row in csv_rows(result.stdout)}
+    assert tuple(next(csv.reader(io.StringIO(result.stdout)))) == results.export_columns("tasks")
+    lifecycle = ("status", "strategy_id", "opened_on", "closed_on", "done_when")
+    assert {task: tuple(row[k] for k in lifecycle) for task, row in rows.items()} == {
+        "local.ladder:B2:call": ("done", "local.ladder", "2026-11-01", "2026-11-12", '["call"]'),
+        "local.ladder:B3:call": ("done", "local.ladder", "2026-11-10", "2026-11-17", '["call"]'),
+        "local.ladder:B5:visit": ("open", "local.ladder", "2026-11-01", "", '["visit"]'),
+        "local.ladder:B1:visit": ("open", "local.ladder", "2026-11-20", "", '["visit"]'),
+    }
+    closed_by = json.loads(rows["local.ladder:B2:call"]["closed_by"])
+    assert (closed_by["action"], closed_by["action_date"], closed_by["loan_id"]) == ("call", "2026-11-12", "L2")
+    assert rows["local.ladder:B5:visit"]["closed_by"] == ""
+    # in the workbook the days a task opened and closed are dates
+    path = tmp_path / "tasks.xlsx"
+    assert invoke(runner, "export", "workbook", "--db", book, "-o", path).exit_code == 0
+    sheet = openpyxl.load_workbook(path)["tasks"]
+    headings = [cell.value for cell in sheet[1]]
+    done = next(row for row in sheet.iter_rows(min_row=2) if row[headings.index("task_id")].value.endswith("B2:call"))
+    for name, day in (("opened_on", 1), ("closed_on", 12)):
+        cell = done[headings.index(name)]
+        assert cell.value == datetime.datetime(2026, 11, day) and cell.number_format == "yyyy-mm-dd"

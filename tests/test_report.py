@@ -18,14 +18,15 @@ from conftest import borrower, invoke, loan, write_snapshot
 from loanrules import demo
 from loanrules.config import Config, parse_config
 from loanrules.manager import PluginManager
+from loanrules.plan import Overrides
 from loanrules.privacy import Masker
 from loanrules.registry import Registry
 from loanrules.report import build_report, report_tables
-from loanrules.report.data import Chart, Series
 from loanrules.report.html import render_html
 from loanrules.report.markdown import render_markdown
+from loanrules.report.model import Chart, Series
 from loanrules.report.svg import render
-from loanrules.results import open_results, resolve_run
+from loanrules.results import class_migrations, open_results, previous_run, resolve_run
 from loanrules.run import execute_run
 
 SECTIONS = ("glance", "classes", "npl-sources", "recovery", "collateral", "villages", "inspections", "collection",
@@ -191,22 +192,91 @@ def test_the_recorded_class_counts_when_no_classification_ran(tmp_path, module_r
 
 def test_transition_matrix_cells(book):
     counts = rows_by_first(book.table("migration_count"))
-    # previous class (rows) -> class now (columns), by loan
+    # previous class (rows) -> class now (columns), by loan, on the books at each as-of (as `loanrules diff`)
     assert counts["normal"]["to_normal"] == 1  # L1
     assert counts["substandard"]["to_doubtful"] == 1  # L2
     assert counts["special_mention"]["to_substandard"] == 1  # L3
-    assert counts["special_mention"]["to_left_the_book"] == 1  # L4, computed special mention, repaid
+    assert counts["special_mention"]["to_gone"] == 1  # L4, computed special mention, repaid
     assert counts["new"]["to_normal"] == 1  # L5
-    assert counts["new"]["to_written_off"] == 1  # L6
-    assert counts["total"]["total"] == 6
+    # L6 is new and already written off on night 2: on neither book, so in no cell (no written-off row or
+    # column); that leaves L1, L2, L3, L4, L5
+    assert "to_written_off" not in book.table("migration_count").keys and "written_off" not in counts
+    assert counts["total"]["total"] == 5
     every_cell = sum(value for row in book.table("migration_count").rows[:-1] for value in row[1:-1])
-    assert every_cell == 6  # and nothing else anywhere
+    assert every_cell == 5  # and nothing else anywhere
     amounts = rows_by_first(book.table("migration_outstanding"))
-    assert amounts["special_mention"]["to_left_the_book"] == 20_000_00  # L4 at the previous as-of
+    assert amounts["special_mention"]["to_gone"] == 20_000_00  # L4 at the previous as-of
     assert amounts["substandard"]["to_doubtful"] == 50_000_00
     highlights = {h.label: h.value for h in book.section("classes").highlights}
     assert highlights["Became non-performing"] == "1 loans"  # L3
     assert highlights["Downgraded / upgraded"] == "2 / 0"  # L2, L3
+    assert highlights["Written off since"] == "0 loans"  # L4 was repaid, L6 was never on the books
+    assert "0 of them written off" in book.table("migration_count").note
+
+
+def test_the_report_migration_is_the_diff_matrix(book_db, book):
+    """The report draws ``results.class_migrations``: the same cells under the same labels as `loanrules diff`."""
+    conn = open_results(book_db)
+    newer = resolve_run(conn, None)
+    migrations = class_migrations(conn, previous_run(conn, newer), newer)
+    conn.close()
+    for table_id, part in (("migration_count", 0), ("migration_outstanding", 1)):
+        table = book.table(table_id)
+        shown = {(row[0], key[3:]): value for row in table.rows if row[0] != "total"
+                 for key, value in zip(table.keys[1:-1], row[1:-1]) if value}
+        assert shown == {key: value[part] for key, value in migrations.cells.items()}
+
+
+def test_a_loan_written_off_since_the_previous_as_of_is_gone(tmp_path, module_registry):
+    # night 2 writes L2 off (substandard on night 1, 100 days past due): it leaves the books, into `gone`,
+    # and counts as written off since; L4 is repaid as in the hand-written book
+    def written_off_l2():
+        return [dict(row, written_off="1") if row["loan_id"] == "L2" else row for row in night_two()]
+
+    db = tmp_path / "results.db"
+    config = parse_config({"cooperative": {"name": "Test cooperative"}})
+    for as_of, loans in (("2026-10-31", night_one()), ("2026-11-27", written_off_l2())):
+        snapshot = write_snapshot(tmp_path / as_of, loans=loans, borrowers=borrowers(loans))
+        execute_run(db, snapshot, as_of=as_of, config=config, registry=module_registry, packs=PACKS)
+    conn = open_results(db)
+    report = build_report(conn, resolve_run(conn, None), MASK_ONLY)
+    counts = rows_by_first(report.table("migration_count"))
+    assert counts["substandard"]["to_gone"] == 1  # L2, written off
+    assert counts["special_mention"]["to_gone"] == 1  # L4, repaid
+    assert counts["total"]["total"] == 5  # L1, L2, L3, L4, L5
+    highlights = {h.label: h for h in report.section("classes").highlights}
+    assert highlights["Written off since"].value == "1 loans"
+    assert highlights["Written off since"].note.startswith("50,000.00 yuan")  # L2 at the previous as-of
+    assert "1 of them written off (50,000.00 yuan)" in report.table("migration_count").note
+
+
+def test_the_report_compares_with_the_rerun_of_the_previous_as_of(book_db, tmp_path, module_registry):
+    """Re-running the previous as-of supersedes its run (whose results are deleted): the latest run's report
+    compares with the re-run, with the same resolved findings and the same migration."""
+    copy = tmp_path / "results.db"
+    copy.write_bytes(book_db.read_bytes())
+    conn = open_results(copy)
+    latest = resolve_run(conn, None)
+    before = build_report(conn, latest, MASK_ONLY)
+    conn.close()
+    snapshot = write_snapshot(tmp_path / "rerun", loans=night_one(), borrowers=borrowers(night_one()))
+    rerun = execute_run(copy, snapshot, as_of="2026-10-31", config=parse_config({"cooperative": {"name":
+                        "Test cooperative"}}), registry=module_registry, packs=PACKS)
+    assert rerun.status == "succeeded"
+    conn = open_results(copy)
+    assert conn.execute("SELECT superseded_by FROM runs WHERE run_id = ?",
+                        (latest["previous_run_id"],)).fetchone()[0] == rerun.run_id
+    after = build_report(conn, resolve_run(conn, latest["run_id"]), MASK_ONLY)
+    conn.close()
+    assert f"compared with run {rerun.run_id} as of 2026-10-31" in after.subtitle
+    for table_id in ("migration_count", "migration_outstanding"):
+        assert after.table(table_id).rows == before.table(table_id).rows
+    checks = rows_by_first(after.table("findings_by_check"))
+    assert checks["classification.under_classified"]["resolved"] == 1  # L4, as before the re-run
+    highlights = {h.label: h.value for h in after.section("findings").highlights}
+    assert highlights["New / persisting / resolved"] == "3 / 2 / 1"
+    assert {h.label: h.value for h in after.section("classes").highlights} == \
+        {h.label: h.value for h in before.section("classes").highlights}
 
 
 def test_npl_by_branch(book):
@@ -261,6 +331,71 @@ def test_a_first_run_has_no_migration_and_says_so(tmp_path, module_registry):
     assert "first run" in classes.intro
     assert [t.id for t in classes.tables] == ["classes"]
     assert "no collection strategy" not in (report.section("collection").absent or "")
+
+
+def inspected_book(directory, registry, loans, disable=()):
+    """One night of cooperative-baseline over ``loans`` and their inspections; the report's inspections."""
+    as_of = datetime.date(2026, 11, 27)
+
+    def days_ago(days):
+        return (as_of - datetime.timedelta(days=days)).isoformat()
+
+    inspections = {
+        # N1: inspected on site 5 days ago, but not within 30 days of its origination 60 days ago
+        "N1": [("N1", days_ago(5), "OF001", "site")],
+        # N2: never inspected (monthly and quarterly on-site findings); P1: performing, inspected 10 days ago
+        "N2": [], "P1": [("P1", days_ago(10), "OF001", "routine")],
+    }
+    rows = [{"loan_id": inspected, "inspection_date": date, "inspector_id": who, "kind": kind}
+            for loan_id in loans for inspected, date, who, kind in inspections[loan_id]]
+    made = {"N1": loan("N1", "B1", recorded_class="substandard", days_past_due=120, origination_date=days_ago(60)),
+            "N2": loan("N2", "B2", recorded_class="substandard", days_past_due=120),
+            "P1": loan("P1", "B3", origination_date=days_ago(400))}
+    book_loans = [made[loan_id] for loan_id in loans]
+    snapshot = write_snapshot(directory, loans=book_loans, borrowers=borrowers(book_loans),
+                              inspections=rows or "loan_id,inspection_date,inspector_id,kind\n",
+                              collections="loan_id,action_date,officer_id,action,amount_recovered,channel\n")
+    result = execute_run(directory / "results.db", snapshot, as_of=as_of.isoformat(),
+                         config=parse_config({"cooperative": {"name": "c"}}), registry=registry,
+                         packs=("cooperative-baseline",), overrides=Overrides.parse(disable=disable))
+    assert result.status == "succeeded"
+    conn = open_results(directory / "results.db")
+    section = build_report(conn, resolve_run(conn, None), MASK_ONLY).section("inspections")
+    conn.close()
+    return section
+
+
+def test_inspected_as_required_counts_the_monthly_and_quarterly_checks_only(tmp_path, module_registry):
+    section = inspected_book(tmp_path / "a", module_registry, ("N1", "N2", "P1"))
+    flags = rows_by_first(section.tables[0])
+    assert flags["inspection.first_visit_missing"]["npl_loans"] == 1  # N1
+    assert flags["inspection.npl_monthly_missing"]["npl_loans"] == 1  # N2
+    assert flags["inspection.npl_quarterly_site_missing"]["npl_loans"] == 1  # N2
+    highlights = {h.label: h for h in section.highlights}
+    # N1's missed first visit does not make it uninspected: of N1 and N2, N1 was inspected as required
+    required = highlights["Inspected as required"]
+    assert (required.value, required.status, required.status_text) == ("1", "breach", "not all as required")
+    assert required.note == "50.00% of the non-performing loans"
+    assert highlights["With an inspection finding"].value == "2"  # N1 and N2, by any inspection check
+    # N1 alone: its only finding is the first visit, so every non-performing loan was inspected as required
+    alone = {h.label: h for h in inspected_book(tmp_path / "b", module_registry, ("N1", "P1")).highlights}
+    required = alone["Inspected as required"]
+    assert (required.value, required.status, required.status_text) == ("1", "ok", "all as required")
+    assert alone["With an inspection finding"].value == "1"
+
+
+def test_inspected_as_required_is_not_judged_unless_both_checks_ran(tmp_path, module_registry):
+    site = "inspection.npl_quarterly_site_missing"
+    section = inspected_book(tmp_path / "a", module_registry, ("N1", "N2", "P1"), disable=(site,))
+    required = {h.label: h for h in section.highlights}["Inspected as required"]
+    assert required.value == "1"  # N2 by the monthly check alone
+    assert required.status is None
+    assert "by inspection.npl_monthly_missing only" in required.note and site in required.note
+    both = ("inspection.npl_monthly_missing", site)
+    section = inspected_book(tmp_path / "b", module_registry, ("N1", "N2", "P1"), disable=both)
+    required = {h.label: h for h in section.highlights}["Inspected as required"]
+    assert (required.value, required.status) == ("n/a", None)
+    assert all(check_id in required.note for check_id in both)
 
 
 def test_report_tables_give_every_table_whole_with_money_in_fen(book_db):

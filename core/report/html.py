@@ -7,7 +7,7 @@ from html import escape
 
 from loanrules import __version__
 from loanrules.report import svg
-from loanrules.report.data import Chart, Highlight, Report, Section, Table
+from loanrules.report.model import Chart, Highlight, Report, Section, Table
 
 NUMERIC = ("count", "money", "share")
 

@@ -3,8 +3,9 @@ as the table of its numbers."""
 
 from __future__ import annotations
 
-from loanrules.report.data import Chart, Report, Section, Table, format_value
+from loanrules.report.formatting import format_value
 from loanrules.report.html import NUMERIC, heading, section_heading
+from loanrules.report.model import Chart, Report, Section, Table
 
 
 def render_markdown(report: Report) -> str:

@@ -13,7 +13,7 @@ import html
 import math
 import unicodedata
 
-from loanrules.report.data import Chart
+from loanrules.report.model import Chart
 
 WIDTH = 760
 FONT = 12

@@ -704,10 +704,8 @@ def report(session, db, run_id, fmt, output, config_path):
     if to_stdout:
         click.echo(text, nl=False)
         return
-    try:
+    with _writing(output):
         Path(output).write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {output}: the {'HTML' if fmt == 'html' else 'Markdown'} report of run {run['run_id']} "
                f"({run['cooperative']}, as of {run['as_of']})", err=True)
 

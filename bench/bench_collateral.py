@@ -43,29 +43,34 @@ Target (issue 4): the nine checks, with the facts they read, < 5 s.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import json
 import random
-import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 from common import (
     AS_OF,
-    RESULTS,
     BenchError,
+    CsvWriters,
     Measurement,
     Settings,
     bench_env,
+    cached_data,
+    cli_load,
+    cli_run_json,
+    contribution_outcomes,
     fresh_db,
-    loanrules_command,
+    pick,
     ratio,
     remove_db,
+    run_snapshot_id,
     say,
-    timed,
+    scan_seconds,
+    seconds_each,
+    weighted,
 )
+
+from loanrules.model import format_fen
 
 NAME = "collateral"
 PACK = "cooperative-baseline"
@@ -75,7 +80,6 @@ CHECKS = ("collateral.ltv_exceeded", "collateral.appraisal_stale", "collateral.a
 TARGET_SECONDS = 5.0
 PREVIOUS_AS_OF = "2026-10-31"
 SEED = 20261127
-RUN_TIMEOUT_SECONDS = 3600.0  # the whole CLI run, load included (a bad query plan can otherwise run for hours)
 COLLATERAL_SCAN_SQL = "SELECT count(*), sum(appraised_value) FROM collateral WHERE snapshot_id = ?"
 LOANS_SCAN_SQL = "SELECT count(*), sum(outstanding_principal) FROM loans WHERE snapshot_id = ?"
 
@@ -102,49 +106,8 @@ MORTGAGE_TYPES = (("house", 50), ("land_use_right", 15), ("commercial_property",
 PLEDGE_TYPES = (("deposit", 75), ("bond", 25))
 LTV_LIMITS = {"house": 0.7, "commercial_property": 0.6, "deposit": 0.9, "bond": 0.9}  # else 0.5
 CLASSES = ((0, "normal"), (30, "special_mention"), (90, "substandard"), (180, "doubtful"), (360, "loss"))
-
-
-def _weighted(options):
-    total = sum(weight for *_, weight in options)
-    cumulative, running = [], 0
-    for *value, weight in options:
-        running += weight
-        cumulative.append((running / total, value[0] if len(value) == 1 else tuple(value)))
-    return cumulative
-
-
-def _pick(table, u: float):
-    for bound, value in table:
-        if u < bound:
-            return value
-    return table[-1][1]
-
-
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
-
-
-class _Writers:
-    """The four CSV files of one as-of."""
-
-    def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
-        self.files, self.writers, self.counts = [], {}, {}
-        for name, fields in (("loans", LOAN_FIELDS), ("collateral", COLLATERAL_FIELDS), ("pledges", PLEDGE_FIELDS),
-                             ("appraisers", APPRAISER_FIELDS)):
-            file = open(directory / f"{name}.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
-            self.files.append(file)
-            writer = csv.writer(file)
-            writer.writerow(fields)
-            self.writers[name], self.counts[name] = writer.writerow, 0
-
-    def row(self, table: str, values) -> None:
-        self.writers[table](values)
-        self.counts[table] += 1
-
-    def close(self) -> None:
-        for file in self.files:
-            file.close()
+TABLES = (("loans", LOAN_FIELDS), ("collateral", COLLATERAL_FIELDS), ("pledges", PLEDGE_FIELDS),
+          ("appraisers", APPRAISER_FIELDS))  # the four CSV files of one as-of
 
 
 def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[str, int]]:
@@ -161,9 +124,9 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
             text = day[ordinal] = datetime.date.fromordinal(ordinal).isoformat()
         return text
 
-    appraiser_table = _weighted([(a[0], a[4]) for a in APPRAISERS])
-    mortgage_types, pledge_types = _weighted(MORTGAGE_TYPES), _weighted(PLEDGE_TYPES)
-    now, before = _Writers(directory / "current"), _Writers(directory / "previous")
+    appraiser_table = weighted([(a[0], a[4]) for a in APPRAISERS])
+    mortgage_types, pledge_types = weighted(MORTGAGE_TYPES), weighted(PLEDGE_TYPES)
+    now, before = CsvWriters(directory / "current", TABLES), CsvWriters(directory / "previous", TABLES)
     for appraiser_id, approved, until, suspended, _ in APPRAISERS:
         for writers in (now, before):
             writers.row("appraisers", (appraiser_id, f"Appraisal agency {appraiser_id}", approved, until, suspended))
@@ -189,21 +152,22 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
         recorded = [name for bound, name in CLASSES if dpd >= bound][-1]
         written_off = "1" if r() < 0.005 else "0"
         branch, officer = f"BR{1 + index % 40:02d}", f"OF{1 + (borrower * 7) % 900}"
-        common = (loan_id, borrower_id, branch, "farm_operation", guarantee, _yuan(principal))
+        common = (loan_id, borrower_id, branch, "farm_operation", guarantee, format_fen(principal))
         tail = (iso(origination), iso(maturity))
-        now.row("loans", (*common, _yuan(outstanding), "0.00", *tail, dpd, "", recorded, _yuan(outstanding // 100),
-                          officer, officer, written_off))
+        now.row("loans", (*common, format_fen(outstanding), "0.00", *tail, dpd, "", recorded,
+                          format_fen(outstanding // 100), officer, officer, written_off))
         if in_previous:
             dpd_before = max(0, dpd - 27)
             recorded_before = [name for bound, name in CLASSES if dpd_before >= bound][-1]
-            before.row("loans", (*common, _yuan(outstanding_before), "0.00", *tail, dpd_before, "", recorded_before,
-                                 _yuan(outstanding_before // 100), officer, officer, written_off))
+            before.row("loans", (*common, format_fen(outstanding_before), "0.00", *tail, dpd_before, "",
+                                 recorded_before, format_fen(outstanding_before // 100), officer, officer,
+                                 written_off))
         if guarantee not in ("mortgage", "pledge"):
             continue
         if shareable is not None and shareable[1] != borrower_id:  # another borrower's loan takes it too
             shared_id, _, lien_rank, shared_before = shareable
             shareable = None
-            values = (loan_id, shared_id, lien_rank, _yuan(principal // 2))
+            values = (loan_id, shared_id, lien_rank, format_fen(principal // 2))
             now.row("pledges", values)
             if shared_before and in_previous:
                 before.row("pledges", values)
@@ -216,7 +180,7 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
         for share in range(count):
             collateral_no += 1
             collateral_id = f"CL{collateral_no:08d}"
-            kind = _pick(pledge_types if guarantee == "pledge" else mortgage_types, r())
+            kind = pick(pledge_types if guarantee == "pledge" else mortgage_types, r())
             financial = kind in ("deposit", "bond")
             limit = LTV_LIMITS.get(kind, 0.5)
             value = max(10000, int(principal * cover / limit) // 10000 * 10000)  # each covers the loan
@@ -224,7 +188,7 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
             if financial:
                 appraiser_id, appraised = "", origination
             else:
-                appraiser_id = _pick(appraiser_table, r())
+                appraiser_id = pick(appraiser_table, r())
                 appraised = origination - 5 - int(r() * 55)
                 if as_of - origination > 150 and r() < 0.9:  # revalued within the maximum age; the rest stale
                     appraised = as_of - 30 - int(r() * (140 if kind in ("equipment", "vehicle") else 320))
@@ -248,7 +212,7 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
             if in_previous and not financial and r() < 0.03:
                 appraised_now = previous + 1 + int(r() * (as_of - previous - 1))
                 if r() < 0.4:
-                    appraiser_now = _pick(appraiser_table, r())
+                    appraiser_now = pick(appraiser_table, r())
                 u = r()
                 if appraiser_id == OVERVALUER and appraiser_now != OVERVALUER:
                     change = 0.65 + 0.13 * u  # the overvaluer's collateral, valued again by another agency
@@ -258,15 +222,15 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
             tail = (status, number, registered, verified)
             if registered and registered > AS_OF:  # not registered yet
                 tail = ("pending", "", "", verified)
-            now.row("collateral", (collateral_id, kind, borrower_id, _yuan(value_now), iso(appraised_now),
+            now.row("collateral", (collateral_id, kind, borrower_id, format_fen(value_now), iso(appraised_now),
                                    appraiser_now, *tail))
-            now.row("pledges", (loan_id, collateral_id, 1, _yuan(secured)))
+            now.row("pledges", (loan_id, collateral_id, 1, format_fen(secured)))
             if in_previous:
                 if registered and registered > PREVIOUS_AS_OF:
                     tail = ("pending", "", "", verified)
-                before.row("collateral", (collateral_id, kind, borrower_id, _yuan(value), iso(appraised),
+                before.row("collateral", (collateral_id, kind, borrower_id, format_fen(value), iso(appraised),
                                           appraiser_id, *tail))
-                before.row("pledges", (loan_id, collateral_id, 1, _yuan(secured)))
+                before.row("pledges", (loan_id, collateral_id, 1, format_fen(secured)))
             if kind in REAL_ESTATE and shareable is None and r() < 0.012:
                 shareable = (collateral_id, borrower_id, 1 if r() < 0.5 else 2, in_previous)
     now.close()
@@ -276,29 +240,12 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
 
 def data_dir(loans: int) -> tuple[Path, Path, dict]:
     """The cached two as-ofs for ``loans`` loans (generated once); (previous dir, current dir, row counts)."""
-    base = RESULTS / f"collateral-{loans}"
-    marker = base / "complete.json"
-    if not marker.is_file():
-        say(f"  collateral: generating {loans:,} loans with ~{loans:,} collateral, two as-ofs (cached) ...")
-        started = time.perf_counter()
-        if base.exists():
-            shutil.rmtree(base)
-        counts = generate(base, loans)
-        marker.write_text(json.dumps(counts, indent=2) + "\n")
-        say(f"  collateral: generated in {time.perf_counter() - started:.1f} s: {counts['current']}")
-    return base / "previous", base / "current", json.loads(marker.read_text())
+    base, counts = cached_data(NAME, loans, f"{loans:,} loans with ~{loans:,} collateral, two as-ofs",
+                               lambda directory: generate(directory, loans))
+    return base / "previous", base / "current", counts
 
 
 # ---------------------------------------------------------------- the measurement
-
-
-def scan_seconds(conn: sqlite3.Connection, sql: str, snapshot_id: int, repeats: int = 3) -> tuple[float, int]:
-    best, count = float("inf"), 0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        count, _ = conn.execute(sql, (snapshot_id,)).fetchone()
-        best = min(best, time.perf_counter() - started)
-    return best, count
 
 
 def facts_outcomes(report: dict) -> dict[str, dict]:
@@ -310,33 +257,20 @@ def facts_outcomes(report: dict) -> dict[str, dict]:
     return found
 
 
-def check_outcomes(report: dict) -> dict[str, dict]:
-    found = {c["id"]: c for c in report["contributions"] if c["id"] in CHECKS}
-    broken = [f"{i}: {found[i]['status']} {found[i]['reason'] or ''}" if i in found else f"{i}: missing"
-              for i in CHECKS if i not in found or found[i]["status"] != "ok"]
-    if broken:
-        raise BenchError(f"the collateral checks did not all run ok: {'; '.join(broken)}")
-    return found
-
-
 def run(settings: Settings) -> list[Measurement]:
     previous, current, counts = data_dir(settings.loans)
     db = fresh_db(settings, "collateral")
     env = bench_env()
     try:
         say(f"  collateral: loading the previous as-of {PREVIOUS_AS_OF} ...")
-        load_wall, _ = timed([*loanrules_command(), "load", str(previous), "--as-of", PREVIOUS_AS_OF,
-                              "--db", str(db), "--quiet"], env=env, timeout=RUN_TIMEOUT_SECONDS)
+        load_wall = cli_load(previous, PREVIOUS_AS_OF, db, env=env)
         say(f"  collateral: loanrules run --pack {PACK} for {AS_OF} (loads it first) ...")
-        wall, stdout = timed([*loanrules_command(), "run", str(current), "--as-of", AS_OF, "--pack", PACK,
-                              "--db", str(db), "--json", "--quiet"], env=env, timeout=RUN_TIMEOUT_SECONDS)
-        report = json.loads(stdout)
-        outcomes = check_outcomes(report)
+        wall, report = cli_run_json(current, AS_OF, (PACK,), db, env=env)
+        outcomes = contribution_outcomes(report, CHECKS, "the collateral checks did not all run ok")
         facts = facts_outcomes(report)
         conn = sqlite3.connect(str(db))
         try:
-            snapshot_id = conn.execute("SELECT snapshot_id FROM runs WHERE run_id = ?",
-                                       (report["run_id"],)).fetchone()[0]
+            snapshot_id = run_snapshot_id(conn, report)
             collateral_scan, collateral_rows = scan_seconds(conn, COLLATERAL_SCAN_SQL, snapshot_id)
             loans_scan, loan_rows = scan_seconds(conn, LOANS_SCAN_SQL, snapshot_id)
             pledge_rows = conn.execute("SELECT count(*) FROM pledges WHERE snapshot_id = ?",
@@ -351,7 +285,7 @@ def run(settings: Settings) -> list[Measurement]:
     total = sum(c["seconds"] for c in outcomes.values()) + facts_seconds
     findings = sum(c["rows"] for c in outcomes.values())
     per_check = ", ".join([*(f"{i} {c['seconds']:.2f}" for i, c in facts.items()),
-                           *(f"{i.split('.', 1)[1]} {outcomes[i]['seconds']:.2f}" for i in CHECKS)])
+                           seconds_each(outcomes, CHECKS)])
     say(f"  collateral: nine checks with their facts {total:.2f} s ({findings:,} findings): {per_check}; "
         f"scans {scans:.3f} s; load of the previous as-of {load_wall:.0f} s, whole run {wall:.0f} s")
     size = f"{loan_rows:,} loans, {collateral_rows:,} collateral, {pledge_rows:,} pledges"

@@ -32,29 +32,30 @@ Target (issue 5): the three checks (with the derivation) < 3 s.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import json
 import random
-import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 from common import (
     AS_OF,
-    RESULTS,
-    BenchError,
+    CsvWriters,
     Measurement,
     Settings,
     bench_env,
+    cached_data,
+    cli_run_json,
+    contribution_outcomes,
     fresh_db,
-    loanrules_command,
     ratio,
     remove_db,
+    run_snapshot_id,
     say,
-    timed,
+    scan_seconds,
+    seconds_each,
 )
+
+from loanrules.model import format_fen
 
 NAME = "credit_files"
 PACK = "cooperative-baseline"
@@ -63,7 +64,6 @@ DERIVATION = "files.document_flags"  # read by the two flag checks, built once: 
 CONTRIBUTIONS = (*CHECKS, DERIVATION)
 TARGET_SECONDS = 3.0
 SEED = 20261205
-RUN_TIMEOUT_SECONDS = 3600.0  # the whole CLI run, load included
 DOCUMENTS_SCAN_SQL = "SELECT count(*), sum(electronic_copy) FROM documents WHERE snapshot_id = ?"
 LOANS_SCAN_SQL = "SELECT count(*), sum(outstanding_principal) FROM loans WHERE snapshot_id = ?"
 
@@ -79,10 +79,6 @@ EXTRA = "credit_report"  # a document no default list requires
 CLASSES = ((0, "normal"), (30, "special_mention"), (90, "substandard"), (180, "doubtful"), (360, "loss"))
 
 
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
-
-
 def _flag(u: float, missing_below: float) -> str:
     """"0" with chance ``missing_below``, blank with chance 0.2%, else "1" (u uniform in [0, 1))."""
     return "0" if u < missing_below else "" if u >= 0.998 else "1"
@@ -93,13 +89,7 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
     rng = random.Random(seed)
     r = rng.random
     as_of = datetime.date.fromisoformat(AS_OF).toordinal()
-    directory.mkdir(parents=True, exist_ok=True)
-    counts = {"loans": 0, "documents": 0}
-    with open(directory / "loans.csv", "w", newline="", encoding="utf-8") as loans_file, \
-            open(directory / "documents.csv", "w", newline="", encoding="utf-8") as documents_file:
-        loan_row, document_row = csv.writer(loans_file).writerow, csv.writer(documents_file).writerow
-        loan_row(LOAN_FIELDS)
-        document_row(DOCUMENT_FIELDS)
+    with CsvWriters(directory, (("loans", LOAN_FIELDS), ("documents", DOCUMENT_FIELDS))) as out:
         borrower = 0
         for index in range(1, loans + 1):
             loan_id = f"LN{index:08d}"
@@ -117,11 +107,11 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
             dpd = 0 if u < 0.9 else int(r() * 60) if u < 0.95 else 60 + int(r() * 900)
             recorded = [name for bound, name in CLASSES if dpd >= bound][-1]
             officer = f"OF{1 + (borrower * 7) % 900}"
-            loan_row((loan_id, f"CU{borrower:08d}", f"BR{1 + index % 40:02d}", "farm_operation", guarantee,
-                      _yuan(principal), _yuan(outstanding), "0.00", datetime.date.fromordinal(origination).isoformat(),
-                      datetime.date.fromordinal(maturity).isoformat(), dpd, "", recorded, _yuan(outstanding // 100),
-                      officer, officer, "1" if r() < 0.005 else "0"))
-            counts["loans"] += 1
+            out.row("loans", (loan_id, f"CU{borrower:08d}", f"BR{1 + index % 40:02d}", "farm_operation", guarantee,
+                              format_fen(principal), format_fen(outstanding), "0.00",
+                              datetime.date.fromordinal(origination).isoformat(),
+                              datetime.date.fromordinal(maturity).isoformat(), dpd, "", recorded,
+                              format_fen(outstanding // 100), officer, officer, "1" if r() < 0.005 else "0"))
             doc_types = ALWAYS + (SECURED if guarantee in ("mortgage", "pledge") else
                                   GUARANTEED if guarantee == "guarantee" else ())
             if r() < 0.05:
@@ -134,45 +124,18 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
                     if r() < 0.15:
                         continue
                     original, copy = _flag(r(), 0.3), _flag(r(), 0.3)
-                document_row((loan_id, doc_type, original, copy))
-                counts["documents"] += 1
-    return counts
+                out.row("documents", (loan_id, doc_type, original, copy))
+    return out.counts
 
 
 def data_dir(loans: int) -> tuple[Path, dict]:
     """The cached snapshot for ``loans`` loans (generated once); (directory, row counts)."""
-    base = RESULTS / f"credit_files-{loans}"
-    marker = base / "complete.json"
-    if not marker.is_file():
-        say(f"  credit_files: generating {loans:,} loans with their credit files (cached) ...")
-        started = time.perf_counter()
-        if base.exists():
-            shutil.rmtree(base)
-        counts = generate(base / "snapshot", loans)
-        marker.write_text(json.dumps(counts, indent=2) + "\n")
-        say(f"  credit_files: generated in {time.perf_counter() - started:.1f} s: {counts}")
-    return base / "snapshot", json.loads(marker.read_text())
+    base, counts = cached_data(NAME, loans, f"{loans:,} loans with their credit files",
+                               lambda directory: generate(directory / "snapshot", loans))
+    return base / "snapshot", counts
 
 
 # ---------------------------------------------------------------- the measurement
-
-
-def scan_seconds(conn: sqlite3.Connection, sql: str, snapshot_id: int, repeats: int = 3) -> tuple[float, int]:
-    best, count = float("inf"), 0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        count, _ = conn.execute(sql, (snapshot_id,)).fetchone()
-        best = min(best, time.perf_counter() - started)
-    return best, count
-
-
-def check_outcomes(report: dict) -> dict[str, dict]:
-    found = {c["id"]: c for c in report["contributions"] if c["id"] in CONTRIBUTIONS}
-    broken = [f"{i}: {found[i]['status']} {found[i]['reason'] or ''}" if i in found else f"{i}: missing"
-              for i in CONTRIBUTIONS if i not in found or found[i]["status"] != "ok"]
-    if broken:
-        raise BenchError(f"the credit-file checks did not all run ok: {'; '.join(broken)}")
-    return found
 
 
 def run(settings: Settings) -> list[Measurement]:
@@ -180,14 +143,11 @@ def run(settings: Settings) -> list[Measurement]:
     db = fresh_db(settings, "credit_files")
     try:
         say(f"  credit_files: loanrules run --pack {PACK} for {AS_OF} (loads it first) ...")
-        wall, stdout = timed([*loanrules_command(), "run", str(snapshot), "--as-of", AS_OF, "--pack", PACK,
-                              "--db", str(db), "--json", "--quiet"], env=bench_env(), timeout=RUN_TIMEOUT_SECONDS)
-        report = json.loads(stdout)
-        outcomes = check_outcomes(report)
+        wall, report = cli_run_json(snapshot, AS_OF, (PACK,), db, env=bench_env())
+        outcomes = contribution_outcomes(report, CONTRIBUTIONS, "the credit-file checks did not all run ok")
         conn = sqlite3.connect(str(db))
         try:
-            snapshot_id = conn.execute("SELECT snapshot_id FROM runs WHERE run_id = ?",
-                                       (report["run_id"],)).fetchone()[0]
+            snapshot_id = run_snapshot_id(conn, report)
             documents_scan, document_rows = scan_seconds(conn, DOCUMENTS_SCAN_SQL, snapshot_id)
             loans_scan, loan_rows = scan_seconds(conn, LOANS_SCAN_SQL, snapshot_id)
         finally:
@@ -198,7 +158,7 @@ def run(settings: Settings) -> list[Measurement]:
     scans = documents_scan + loans_scan
     total = sum(c["seconds"] for c in outcomes.values())
     findings = sum(outcomes[i]["rows"] for i in CHECKS)
-    per_check = ", ".join(f"{i.split('.', 1)[1]} {outcomes[i]['seconds']:.2f}" for i in CONTRIBUTIONS)
+    per_check = seconds_each(outcomes, CONTRIBUTIONS)
     say(f"  credit_files: three checks and their derivation {total:.2f} s ({findings:,} findings): {per_check}; "
         f"scans {scans:.3f} s; whole run {wall:.0f} s")
     size = f"{loan_rows:,} loans, {document_rows:,} documents"

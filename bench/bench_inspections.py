@@ -37,30 +37,33 @@ sum. Target (issue 5): the five checks < 3 s.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import json
 import os
 import random
-import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 from common import (
     AS_OF,
-    RESULTS,
-    BenchError,
+    CsvWriters,
     Measurement,
     Settings,
     bench_env,
+    cached_data,
+    cli_run_json,
+    contribution_outcomes,
     fresh_db,
-    loanrules_command,
+    pick,
     ratio,
     remove_db,
+    run_snapshot_id,
     say,
-    timed,
+    scan_seconds,
+    seconds_each,
+    weighted,
 )
+
+from loanrules.model import format_fen
 
 NAME = "inspections"
 PACK = "cooperative-baseline"
@@ -68,7 +71,6 @@ CHECKS = ("inspection.npl_monthly_missing", "inspection.npl_quarterly_site_missi
           "inspection.first_visit_missing", "inspection.performing_overdue", "collection.cash_collected")
 TARGET_SECONDS = 3.0
 SEED = 20261205
-RUN_TIMEOUT_SECONDS = 3600.0
 SCANS = (
     ("inspections", "SELECT count(*), max(inspection_date) FROM inspections WHERE snapshot_id = ?"),
     ("loans", "SELECT count(*), sum(outstanding_principal) FROM loans WHERE snapshot_id = ?"),
@@ -93,46 +95,6 @@ CLASSES = ((0, "normal"), (1, "special_mention"), (91, "substandard"), (271, "do
 HISTORY_DAYS = 364  # the extract keeps the inspections of the last year
 
 
-def _weighted(options):
-    total = sum(weight for _, weight in options)
-    cumulative, running = [], 0
-    for value, weight in options:
-        running += weight
-        cumulative.append((running / total, value))
-    return cumulative
-
-
-def _pick(table, u: float):
-    for bound, value in table:
-        if u < bound:
-            return value
-    return table[-1][1]
-
-
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
-
-
-class _Writers:
-    def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
-        self.files, self.writers, self.counts = [], {}, {}
-        for name, fields in FIELDS.items():
-            file = open(directory / f"{name}.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
-            self.files.append(file)
-            writer = csv.writer(file)
-            writer.writerow(fields)
-            self.writers[name], self.counts[name] = writer.writerow, 0
-
-    def row(self, table: str, values) -> None:
-        self.writers[table](values)
-        self.counts[table] += 1
-
-    def close(self) -> None:
-        for file in self.files:
-            file.close()
-
-
 def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
     """Write the four CSVs of one as-of under ``directory``; return the rows per table."""
     rng = random.Random(seed)
@@ -146,14 +108,14 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
             text = days[ordinal] = datetime.date.fromordinal(ordinal).isoformat()
         return text
 
-    types = _weighted(BORROWER_TYPES)
-    out = _Writers(directory)
+    types = weighted(BORROWER_TYPES)
+    out = CsvWriters(directory, FIELDS)
     borrower, kind = 0, "household"
     for index in range(1, loans + 1):
         loan_id = f"LN{index:08d}"
         if index == 1 or r() < 0.77:
             borrower += 1
-            kind = _pick(types, r())
+            kind = pick(types, r())
             out.row("borrowers", (f"CU{borrower:08d}", f"Borrower {borrower}", kind, f"V{borrower % 900:03d}",
                                   f"T{borrower % 60:02d}"))
         borrower_id = f"CU{borrower:08d}"
@@ -168,8 +130,8 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
         written_off = "1" if r() < 0.005 else "0"
         officer = f"OF{1 + (borrower * 7) % 900:03d}"
         out.row("loans", (loan_id, borrower_id, f"BR{1 + index % 40:02d}", "farm_operation", "credit",
-                          _yuan(principal), _yuan(outstanding), "0.00", iso(origination), iso(maturity), dpd, "",
-                          recorded, _yuan(outstanding // 100), officer, officer, written_off))
+                          format_fen(principal), format_fen(outstanding), "0.00", iso(origination), iso(maturity),
+                          dpd, "", recorded, format_fen(outstanding // 100), officer, officer, written_off))
         # inspections of the last year, on the loan's cadence
         npl = recorded in ("substandard", "doubtful", "loss")
         period = 28 if npl else 165 if kind in HOUSEHOLDS else 85
@@ -195,7 +157,7 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
                     v = r()
                     channel = "cash" if v < 0.08 else "offset" if v < 0.12 else "other" if v < 0.13 else "transfer"
                 out.row("collections", (loan_id, iso(action_day), officer, "visit" if u < 0.5 else "call",
-                                        _yuan(recovered), channel))
+                                        format_fen(recovered), channel))
                 action_day += 30 + int(r() * 20)
     out.close()
     return out.counts
@@ -203,38 +165,12 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
 
 def data_dir(loans: int) -> tuple[Path, dict]:
     """The cached snapshot for ``loans`` loans (generated once); (snapshot dir, row counts)."""
-    base = RESULTS / f"inspections-{loans}"
-    marker = base / "complete.json"
-    if not marker.is_file():
-        say(f"  inspections: generating {loans:,} loans with ~{3 * loans:,} inspections (cached) ...")
-        started = time.perf_counter()
-        if base.exists():
-            shutil.rmtree(base)
-        counts = generate(base / "snapshot", loans)
-        marker.write_text(json.dumps(counts, indent=2) + "\n")
-        say(f"  inspections: generated in {time.perf_counter() - started:.1f} s: {counts}")
-    return base / "snapshot", json.loads(marker.read_text())
+    base, counts = cached_data(NAME, loans, f"{loans:,} loans with ~{3 * loans:,} inspections",
+                               lambda directory: generate(directory / "snapshot", loans))
+    return base / "snapshot", counts
 
 
 # ---------------------------------------------------------------- the measurement
-
-
-def scan_seconds(conn: sqlite3.Connection, sql: str, snapshot_id: int, repeats: int = 3) -> tuple[float, int]:
-    best, count = float("inf"), 0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        count, _ = conn.execute(sql, (snapshot_id,)).fetchone()
-        best = min(best, time.perf_counter() - started)
-    return best, count
-
-
-def check_outcomes(report: dict) -> dict[str, dict]:
-    found = {c["id"]: c for c in report["contributions"] if c["id"] in CHECKS}
-    broken = [f"{i}: {found[i]['status']} {found[i]['reason'] or ''}" if i in found else f"{i}: missing"
-              for i in CHECKS if i not in found or found[i]["status"] != "ok"]
-    if broken:
-        raise BenchError(f"the inspection checks did not all run ok: {'; '.join(broken)}")
-    return found
 
 
 def run(settings: Settings) -> list[Measurement]:
@@ -243,15 +179,12 @@ def run(settings: Settings) -> list[Measurement]:
     try:
         say(f"  inspections: loanrules run --pack {PACK} for {AS_OF} (loads it first) ...")
         load_before = os.getloadavg()[0]
-        wall, stdout = timed([*loanrules_command(), "run", str(snapshot), "--as-of", AS_OF, "--pack", PACK,
-                              "--db", str(db), "--json", "--quiet"], env=bench_env(), timeout=RUN_TIMEOUT_SECONDS)
+        wall, report = cli_run_json(snapshot, AS_OF, (PACK,), db, env=bench_env())
         load_after = os.getloadavg()[0]
-        report = json.loads(stdout)
-        outcomes = check_outcomes(report)
+        outcomes = contribution_outcomes(report, CHECKS, "the inspection checks did not all run ok")
         conn = sqlite3.connect(str(db))
         try:
-            snapshot_id = conn.execute("SELECT snapshot_id FROM runs WHERE run_id = ?",
-                                       (report["run_id"],)).fetchone()[0]
+            snapshot_id = run_snapshot_id(conn, report)
             scans = {table: scan_seconds(conn, sql, snapshot_id) for table, sql in SCANS}
         finally:
             conn.close()
@@ -261,7 +194,7 @@ def run(settings: Settings) -> list[Measurement]:
     baseline = sum(seconds for seconds, _ in scans.values())
     total = sum(c["seconds"] for c in outcomes.values())
     findings = sum(c["rows"] for c in outcomes.values())
-    per_check = ", ".join(f"{i.split('.', 1)[1]} {outcomes[i]['seconds']:.2f}" for i in CHECKS)
+    per_check = seconds_each(outcomes, CHECKS)
     # the machine's load average around the run: on a shared machine the checks' wall seconds grow with it
     busy = f"load average {load_before:.1f} before the run, {load_after:.1f} after, {os.cpu_count()} CPUs"
     say(f"  inspections: five checks {total:.2f} s ({findings:,} findings): {per_check}; scans {baseline:.3f} s; "

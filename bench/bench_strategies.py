@@ -35,30 +35,34 @@ Target: none in issue 6; the brief aims at < 5 s for the five together.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import json
 import math
 import random
-import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 from common import (
     AS_OF,
-    RESULTS,
     BenchError,
+    CsvWriters,
     Measurement,
     Settings,
     bench_env,
+    cached_data,
+    cli_run_json,
+    contribution_outcomes,
     fresh_db,
-    loanrules_command,
+    pick,
     ratio,
     remove_db,
+    run_snapshot_id,
     say,
-    timed,
+    scan_seconds,
+    seconds_each,
+    weighted,
 )
+
+from loanrules.model import format_fen
 
 NAME = "strategies"
 PACKS = ("cooperative-baseline", "cn-five-category")
@@ -68,7 +72,6 @@ STRATEGIES = ("collection.escalation_ladder", "collection.village_collective")
 TARGET_SECONDS = 5.0
 PREVIOUS_AS_OF = "2026-10-31"
 SEED = 20261206
-RUN_TIMEOUT_SECONDS = 3600.0  # each CLI run, load included
 LOANS_SCAN_SQL = "SELECT count(*), sum(outstanding_principal) FROM loans WHERE snapshot_id = ?"
 COLLECTIONS_SCAN_SQL = "SELECT count(*), sum(amount_recovered) FROM collections WHERE snapshot_id = ?"
 
@@ -98,47 +101,8 @@ TOWNSHIP_SIZE = 5
 OFFICERS = 900
 
 
-def _weighted(options):
-    total = sum(weight for _, weight in options)
-    cumulative, running = [], 0
-    for value, weight in options:
-        running += weight
-        cumulative.append((running / total, value))
-    return cumulative
-
-
-def _pick(table, u: float):
-    for bound, value in table:
-        if u < bound:
-            return value
-    return table[-1][1]
-
-
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
-
-
-class _Writers:
-    """The four CSV files of one as-of."""
-
-    def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
-        self.files, self.writers, self.counts = [], {}, {}
-        for name, fields in (("loans", LOAN_FIELDS), ("borrowers", BORROWER_FIELDS), ("villages", VILLAGE_FIELDS),
-                             ("collections", COLLECTION_FIELDS)):
-            file = open(directory / f"{name}.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
-            self.files.append(file)
-            writer = csv.writer(file)
-            writer.writerow(fields)
-            self.writers[name], self.counts[name] = writer.writerow, 0
-
-    def row(self, table: str, values) -> None:
-        self.writers[table](values)
-        self.counts[table] += 1
-
-    def close(self) -> None:
-        for file in self.files:
-            file.close()
+TABLES = (("loans", LOAN_FIELDS), ("borrowers", BORROWER_FIELDS), ("villages", VILLAGE_FIELDS),
+          ("collections", COLLECTION_FIELDS))  # the four CSV files of one as-of
 
 
 def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[str, int]]:
@@ -162,21 +126,21 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
     village_count = max(40, loans // 200)
     villages = [f"V{number:05d}村" for number in range(village_count)]
     townships = [f"T{number // TOWNSHIP_SIZE:04d}镇" for number in range(village_count)]
-    kinds, dpd, dpd_village = _weighted(KINDS), _weighted(DAYS_PAST_DUE), _weighted(DAYS_PAST_DUE_VILLAGE)
-    now, before = _Writers(directory / "current"), _Writers(directory / "previous")
+    kinds, dpd, dpd_village = weighted(KINDS), weighted(DAYS_PAST_DUE), weighted(DAYS_PAST_DUE_VILLAGE)
+    now, before = CsvWriters(directory / "current", TABLES), CsvWriters(directory / "previous", TABLES)
     for village, township in zip(villages, townships, strict=True):
         expected, compensation = "", ""
         if r() < 0.15:
             offset = -30 + int(r() * 120) if r() < 0.6 else 90 + int(r() * 300)
             expected = iso(as_of + offset)
-            compensation = _yuan(int(math.exp(math.log(500_000) + r() * math.log(40))) // 100 * 10_000)
+            compensation = format_fen(int(math.exp(math.log(500_000) + r() * math.log(40))) // 100 * 10_000)
         for writers in (now, before):
             writers.row("villages", (village, township, expected, compensation))
     borrower, written = 0, 0
     while written < loans:
         borrower += 1
         borrower_id = f"CU{borrower:08d}"
-        kind = _pick(kinds, r())
+        kind = pick(kinds, r())
         village = int(r() * village_count)
         u = r()
         willingness = "good" if u < 0.6 else "fair" if u < 0.8 else "poor" if u < 0.95 else "refuses"
@@ -195,7 +159,7 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
             loan_id = f"LN{written:08d}"
             principal = int(math.exp(math.log(low) + r() * math.log(high / low))) // 100 * 10_000
             outstanding = principal if r() < 0.5 else max(100, int(principal * (0.3 + 0.7 * r())))
-            lowest, highest = _pick(dpd_village if collective else dpd, r())
+            lowest, highest = pick(dpd_village if collective else dpd, r())
             overdue = lowest + int(r() * (highest - lowest + 1))
             overdue_before = max(0, overdue - shift)
             rate_bp = 435 + int(r() * 450)
@@ -204,8 +168,8 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
             maturity = iso(as_of - overdue + (0 if overdue else 30 + int(r() * 700)))
             for writers, days_overdue in ((now, overdue), (before, overdue_before)):
                 interest = outstanding * rate_bp * min(days_overdue, 1095) // (10_000 * 365)
-                writers.row("loans", (loan_id, borrower_id, guarantee, _yuan(principal), _yuan(outstanding),
-                                      _yuan(interest), maturity, days_overdue, recorded(days_overdue), officer,
+                writers.row("loans", (loan_id, borrower_id, guarantee, format_fen(principal), format_fen(outstanding),
+                                      format_fen(interest), maturity, days_overdue, recorded(days_overdue), officer,
                                       collector if days_overdue > 90 else officer, written_off))
             if not overdue:
                 continue
@@ -225,7 +189,8 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
                     recovered = outstanding * (5 + int(r() * 15)) // 100
                 elif action in ("visit", "special_team") and r() < 0.25:
                     recovered = outstanding * (1 + int(r() * 9)) // 100
-                row = (loan_id, iso(action_day), collector, action, _yuan(recovered), "transfer" if recovered else "")
+                row = (loan_id, iso(action_day), collector, action, format_fen(recovered),
+                       "transfer" if recovered else "")
                 now.row("collections", row)
                 if action_day <= previous:
                     before.row("collections", row)
@@ -236,60 +201,33 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, dict[st
 
 def data_dir(loans: int) -> tuple[Path, Path, dict]:
     """The cached two as-ofs for ``loans`` loans (generated once); (previous dir, current dir, row counts)."""
-    base = RESULTS / f"strategies-{loans}"
-    marker = base / "complete.json"
-    if not marker.is_file():
-        say(f"  strategies: generating {loans:,} loans with their collection actions, two as-ofs (cached) ...")
-        started = time.perf_counter()
-        if base.exists():
-            shutil.rmtree(base)
-        counts = generate(base, loans)
-        marker.write_text(json.dumps(counts, indent=2) + "\n")
-        say(f"  strategies: generated in {time.perf_counter() - started:.1f} s: {counts['current']}")
-    return base / "previous", base / "current", json.loads(marker.read_text())
+    base, counts = cached_data(NAME, loans, f"{loans:,} loans with their collection actions, two as-ofs",
+                               lambda directory: generate(directory, loans))
+    return base / "previous", base / "current", counts
 
 
 # ---------------------------------------------------------------- the measurement
 
 
-def scan_seconds(conn: sqlite3.Connection, sql: str, snapshot_id: int, repeats: int = 3) -> tuple[float, int]:
-    best, count = float("inf"), 0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        count, _ = conn.execute(sql, (snapshot_id,)).fetchone()
-        best = min(best, time.perf_counter() - started)
-    return best, count
-
-
 def outcomes_of(report: dict) -> dict[str, dict]:
-    found = {c["id"]: c for c in report["contributions"] if c["id"] in MEASURED}
-    broken = [f"{i}: {found[i]['status']} {found[i]['reason'] or ''}" if i in found else f"{i}: missing"
-              for i in MEASURED if i not in found or found[i]["status"] != "ok"]
-    if broken:
-        raise BenchError(f"the collection plan did not run ok: {'; '.join(broken)}")
-    return found
+    """The measured contributions of one night's run; each must run ok."""
+    return contribution_outcomes(report, MEASURED, "the collection plan did not run ok")
 
 
 def run(settings: Settings) -> list[Measurement]:
     previous, current, counts = data_dir(settings.loans)
     db = fresh_db(settings, "strategies")
     env = bench_env()
-    packs = [argument for pack in PACKS for argument in ("--pack", pack)]
     try:
         say(f"  strategies: the first night, {PREVIOUS_AS_OF} ...")
-        first_wall, first_stdout = timed([*loanrules_command(), "run", str(previous), "--as-of", PREVIOUS_AS_OF,
-                                          *packs, "--db", str(db), "--json", "--quiet"], env=env,
-                                         timeout=RUN_TIMEOUT_SECONDS)
-        first = outcomes_of(json.loads(first_stdout))
+        first_wall, first_report = cli_run_json(previous, PREVIOUS_AS_OF, PACKS, db, env=env)
+        first = outcomes_of(first_report)
         say(f"  strategies: the second night, {AS_OF} (measured) ...")
-        wall, stdout = timed([*loanrules_command(), "run", str(current), "--as-of", AS_OF, *packs,
-                              "--db", str(db), "--json", "--quiet"], env=env, timeout=RUN_TIMEOUT_SECONDS)
-        report = json.loads(stdout)
+        wall, report = cli_run_json(current, AS_OF, PACKS, db, env=env)
         outcomes = outcomes_of(report)
         conn = sqlite3.connect(str(db))
         try:
-            snapshot_id = conn.execute("SELECT snapshot_id FROM runs WHERE run_id = ?",
-                                       (report["run_id"],)).fetchone()[0]
+            snapshot_id = run_snapshot_id(conn, report)
             loans_scan, loan_rows = scan_seconds(conn, LOANS_SCAN_SQL, snapshot_id)
             collections_scan, collection_rows = scan_seconds(conn, COLLECTIONS_SCAN_SQL, snapshot_id)
             plan = dict(conn.execute("SELECT strategy_id || ' ' || status, count(*) FROM collection_tasks "
@@ -307,7 +245,7 @@ def run(settings: Settings) -> list[Measurement]:
             raise BenchError(f"{strategy} planned nothing: the data is not as intended ({plan})")
     scans = loans_scan + collections_scan
     total = sum(c["seconds"] for c in outcomes.values())
-    each = ", ".join(f"{i.split('.', 1)[1]} {outcomes[i]['seconds']:.2f}" for i in MEASURED)
+    each = seconds_each(outcomes, MEASURED)
     tasks = ", ".join(f"{key.split('.', 1)[1]} {count:,}" for key, count in sorted(plan.items()))
     say(f"  strategies: {total:.2f} s ({each}); tasks {tasks}; scans {scans:.3f} s; "
         f"first night {first_wall:.0f} s, second {wall:.0f} s")
@@ -328,7 +266,7 @@ def run(settings: Settings) -> list[Measurement]:
                            "rows_loaded": report["rows"], "generated": counts}),
     ]
     first_total = sum(c["seconds"] for c in first.values())
-    first_each = ", ".join(f"{i.split('.', 1)[1]} {first[i]['seconds']:.2f}" for i in MEASURED)
+    first_each = seconds_each(first, MEASURED)
     first_figures = {i: {"seconds": c["seconds"], "rows": c["rows"]} for i, c in first.items()}
     rows.append(Measurement(NAME, "the same, first night (no open tasks to settle against)", first_total, "s",
                             baseline=scans, ratio=ratio(first_total, scans), target="info", note=first_each,

@@ -31,30 +31,34 @@ Target (issue 5): the five checks < 3 s.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import json
 import math
 import random
-import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 from common import (
     AS_OF,
-    RESULTS,
     BenchError,
+    CsvWriters,
     Measurement,
     Settings,
     bench_env,
+    cached_data,
+    cli_run_json,
+    contribution_outcomes,
     fresh_db,
-    loanrules_command,
+    pick,
     ratio,
     remove_db,
+    run_snapshot_id,
     say,
-    timed,
+    scan_seconds,
+    seconds_each,
+    weighted,
 )
+
+from loanrules.model import format_fen
 
 NAME = "villages"
 PACK = "cooperative-baseline"
@@ -62,7 +66,6 @@ CHECKS = ("village.large_exposure", "village.interest_arrears", "village.long_ov
           "village.land_transfer_opportunity")
 TARGET_SECONDS = 3.0
 SEED = 20261205
-RUN_TIMEOUT_SECONDS = 3600.0  # the whole CLI run, load included
 LOANS_SCAN_SQL = "SELECT count(*), sum(outstanding_principal) FROM loans WHERE snapshot_id = ?"
 BORROWERS_SCAN_SQL = "SELECT count(*), count(borrower_type) FROM borrowers WHERE snapshot_id = ?"
 
@@ -84,26 +87,6 @@ CLASSES = ((0, "normal"), (1, "special_mention"), (91, "substandard"), (271, "do
 TOWNSHIP_SIZE = 5
 
 
-def _weighted(options):
-    total = sum(weight for _, weight in options)
-    cumulative, running = [], 0
-    for value, weight in options:
-        running += weight
-        cumulative.append((running / total, value))
-    return cumulative
-
-
-def _pick(table, u: float):
-    for bound, value in table:
-        if u < bound:
-            return value
-    return table[-1][1]
-
-
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
-
-
 def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
     """Write loans.csv, borrowers.csv and villages.csv into ``directory``; return the rows per table."""
     rng = random.Random(seed)
@@ -112,85 +95,55 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
     village_count = max(40, loans // 200)
     villages = [f"V{number:05d}村" for number in range(village_count)]
     townships = [f"T{number // TOWNSHIP_SIZE:04d}镇" for number in range(village_count)]
-    kinds, dpd, dpd_village = _weighted(KINDS), _weighted(DAYS_PAST_DUE), _weighted(DAYS_PAST_DUE_VILLAGE)
-    counts = {"loans": 0, "borrowers": 0, "villages": 0}
-    directory.mkdir(parents=True, exist_ok=True)
-    with (open(directory / "loans.csv", "w", newline="", encoding="utf-8") as loans_file,
-          open(directory / "borrowers.csv", "w", newline="", encoding="utf-8") as borrowers_file,
-          open(directory / "villages.csv", "w", newline="", encoding="utf-8") as villages_file):
-        loan_rows, borrower_rows, village_rows = (csv.writer(loans_file), csv.writer(borrowers_file),
-                                                  csv.writer(villages_file))
-        loan_rows.writerow(LOAN_FIELDS)
-        borrower_rows.writerow(BORROWER_FIELDS)
-        village_rows.writerow(VILLAGE_FIELDS)
+    kinds, dpd, dpd_village = weighted(KINDS), weighted(DAYS_PAST_DUE), weighted(DAYS_PAST_DUE_VILLAGE)
+    with CsvWriters(directory, (("loans", LOAN_FIELDS), ("borrowers", BORROWER_FIELDS),
+                                ("villages", VILLAGE_FIELDS))) as out:
         for village, township in zip(villages, townships, strict=True):
             expected, compensation = "", ""
             if r() < 0.15:
                 offset = -30 + int(r() * 120) if r() < 0.6 else 90 + int(r() * 300)
                 expected = datetime.date.fromordinal(as_of + offset).isoformat()
-                compensation = _yuan(int(math.exp(math.log(500_000) + r() * math.log(40))) // 100 * 10_000)
-            village_rows.writerow((village, township, expected, compensation))
-            counts["villages"] += 1
-        borrower = 0
-        while counts["loans"] < loans:
+                compensation = format_fen(int(math.exp(math.log(500_000) + r() * math.log(40))) // 100 * 10_000)
+            out.row("villages", (village, township, expected, compensation))
+        borrower, written = 0, 0
+        while written < loans:
             borrower += 1
             borrower_id = f"CU{borrower:08d}"
-            kind = _pick(kinds, r())
+            kind = pick(kinds, r())
             village = int(r() * village_count)
-            borrower_rows.writerow((borrower_id, kind, villages[village], townships[village]))
-            counts["borrowers"] += 1
+            out.row("borrowers", (borrower_id, kind, villages[village], townships[village]))
             collective = kind == "village_collective"
             many = 1 + int(r() * 4) if collective else (1 if r() < 0.75 else 2)
             low, high = PRINCIPAL_YUAN[kind]
-            for _ in range(min(many, loans - counts["loans"])):
-                counts["loans"] += 1
+            for _ in range(min(many, loans - written)):
+                written += 1
                 principal = int(math.exp(math.log(low) + r() * math.log(high / low))) // 100 * 10_000
                 outstanding = principal if r() < 0.5 else max(100, int(principal * (0.3 + 0.7 * r())))
-                lowest, highest = _pick(dpd_village if collective else dpd, r())
+                lowest, highest = pick(dpd_village if collective else dpd, r())
                 overdue = lowest + int(r() * (highest - lowest + 1))
                 rate_bp = 435 + int(r() * 450)  # a year
                 interest = outstanding * rate_bp * min(overdue, 1095) // (10_000 * 365) if overdue else 0
                 recorded = [name for bound, name in CLASSES if overdue >= bound][-1]
                 maturity = as_of - overdue + (0 if overdue else 30 + int(r() * 700))
-                loan_rows.writerow((f"LN{counts['loans']:08d}", borrower_id, _yuan(principal), _yuan(outstanding),
-                                    _yuan(interest), datetime.date.fromordinal(maturity).isoformat(), overdue,
-                                    recorded, "1" if r() < 0.005 else "0"))
-    return counts
+                out.row("loans", (f"LN{written:08d}", borrower_id, format_fen(principal), format_fen(outstanding),
+                                  format_fen(interest), datetime.date.fromordinal(maturity).isoformat(), overdue,
+                                  recorded, "1" if r() < 0.005 else "0"))
+    return out.counts
 
 
 def data_dir(loans: int) -> tuple[Path, dict]:
     """The cached snapshot for ``loans`` loans (generated once); (its directory, row counts)."""
-    base = RESULTS / f"villages-{loans}"
-    marker = base / "complete.json"
-    if not marker.is_file():
-        say(f"  villages: generating {loans:,} loans with their borrowers and villages (cached) ...")
-        started = time.perf_counter()
-        if base.exists():
-            shutil.rmtree(base)
-        counts = generate(base / "snapshot", loans)
-        marker.write_text(json.dumps(counts, indent=2) + "\n")
-        say(f"  villages: generated in {time.perf_counter() - started:.1f} s: {counts}")
-    return base / "snapshot", json.loads(marker.read_text())
+    base, counts = cached_data(NAME, loans, f"{loans:,} loans with their borrowers and villages",
+                               lambda directory: generate(directory / "snapshot", loans))
+    return base / "snapshot", counts
 
 
 # ---------------------------------------------------------------- the measurement
 
 
-def scan_seconds(conn: sqlite3.Connection, sql: str, snapshot_id: int, repeats: int = 3) -> tuple[float, int]:
-    best, count = float("inf"), 0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        count, _ = conn.execute(sql, (snapshot_id,)).fetchone()
-        best = min(best, time.perf_counter() - started)
-    return best, count
-
-
 def check_outcomes(report: dict) -> dict[str, dict]:
-    found = {c["id"]: c for c in report["contributions"] if c["id"] in CHECKS}
-    broken = [f"{i}: {found[i]['status']} {found[i]['reason'] or ''}" if i in found else f"{i}: missing"
-              for i in CHECKS if i not in found or found[i]["status"] != "ok"]
-    if broken:
-        raise BenchError(f"the village checks did not all run ok: {'; '.join(broken)}")
+    """The five checks' outcomes: each must run ok and find something."""
+    found = contribution_outcomes(report, CHECKS, "the village checks did not all run ok")
     empty = [i for i in CHECKS if not found[i]["rows"]]
     if empty:
         raise BenchError(f"the village checks found nothing, the data is not as intended: {', '.join(empty)}")
@@ -202,14 +155,11 @@ def run(settings: Settings) -> list[Measurement]:
     db = fresh_db(settings, "villages")
     try:
         say(f"  villages: loanrules run --pack {PACK} for {AS_OF} (loads it first) ...")
-        wall, stdout = timed([*loanrules_command(), "run", str(snapshot), "--as-of", AS_OF, "--pack", PACK,
-                              "--db", str(db), "--json", "--quiet"], env=bench_env(), timeout=RUN_TIMEOUT_SECONDS)
-        report = json.loads(stdout)
+        wall, report = cli_run_json(snapshot, AS_OF, (PACK,), db, env=bench_env())
         outcomes = check_outcomes(report)
         conn = sqlite3.connect(str(db))
         try:
-            snapshot_id = conn.execute("SELECT snapshot_id FROM runs WHERE run_id = ?",
-                                       (report["run_id"],)).fetchone()[0]
+            snapshot_id = run_snapshot_id(conn, report)
             loans_scan, loan_rows = scan_seconds(conn, LOANS_SCAN_SQL, snapshot_id)
             borrowers_scan, borrower_rows = scan_seconds(conn, BORROWERS_SCAN_SQL, snapshot_id)
         finally:
@@ -220,7 +170,7 @@ def run(settings: Settings) -> list[Measurement]:
     scans = loans_scan + borrowers_scan
     total = sum(c["seconds"] for c in outcomes.values())
     findings = sum(c["rows"] for c in outcomes.values())
-    per_check = ", ".join(f"{i.split('.', 1)[1]} {outcomes[i]['seconds']:.2f}" for i in CHECKS)
+    per_check = seconds_each(outcomes, CHECKS)
     say(f"  villages: five checks {total:.2f} s ({findings:,} findings): {per_check}; scans {scans:.3f} s; "
         f"whole run {wall:.0f} s")
     size = f"{loan_rows:,} loans, {borrower_rows:,} borrowers, {counts['villages']:,} villages"

@@ -8,13 +8,16 @@ to ``bench/results/latest.json``.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,3 +190,138 @@ def ratio(value: float | None, baseline: float | None) -> float | None:
     if value is None or not baseline:
         return None
     return value / baseline
+
+
+# ---------------------------------------------------------------- dedicated generators: choices, CSV files, cache
+
+RUN_TIMEOUT_SECONDS = 3600.0  # one whole CLI run, load included (a bad query plan can otherwise run for hours)
+
+
+def weighted(options: Iterable[tuple]) -> list[tuple[float, Any]]:
+    """A cumulative table for ``pick`` from ``(value, ..., weight)`` tuples.
+
+    The value is the tuple's items before the weight: the item itself when there is one, else a tuple of them.
+    """
+    options = list(options)
+    total = sum(weight for *_, weight in options)
+    cumulative, running = [], 0
+    for *value, weight in options:
+        running += weight
+        cumulative.append((running / total, value[0] if len(value) == 1 else tuple(value)))
+    return cumulative
+
+
+def pick(table: list[tuple[float, Any]], u: float) -> Any:
+    """The value of a ``weighted`` table that ``u`` (uniform in [0, 1)) falls on."""
+    for bound, value in table:
+        if u < bound:
+            return value
+    return table[-1][1]
+
+
+class CsvWriters:
+    """One CSV file per table under ``directory`` (``<table>.csv``, header first); ``row()`` writes and counts.
+
+    ``tables`` maps each table to its header (a dict, or ``(table, fields)`` pairs); ``counts`` holds the rows
+    written per table in that order. ``close()`` (or leaving a ``with`` block) closes every file.
+    """
+
+    def __init__(self, directory: Path, tables: dict[str, Sequence[str]] | Iterable[tuple[str, Sequence[str]]]):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.files, self.writers, self.counts = [], {}, {}
+        for name, fields in (tables.items() if isinstance(tables, dict) else tables):
+            file = open(directory / f"{name}.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
+            self.files.append(file)
+            writer = csv.writer(file)
+            writer.writerow(fields)
+            self.writers[name], self.counts[name] = writer.writerow, 0
+
+    def row(self, table: str, values: Iterable) -> None:
+        self.writers[table](values)
+        self.counts[table] += 1
+
+    def close(self) -> None:
+        for file in self.files:
+            file.close()
+
+    def __enter__(self) -> CsvWriters:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def cached_data(name: str, loans: int, what: str, generate: Callable[[Path], dict]) -> tuple[Path, dict]:
+    """``bench/results/<name>-<loans>/``, filled once by ``generate(directory)``; (that directory, row counts).
+
+    ``generate`` returns the row counts, written to ``complete.json`` last, so an interrupted generation is
+    redone. ``what`` completes the progress line "generating ... (cached)"; the counts shown after it are those
+    of ``current`` when there are two as-ofs.
+    """
+    base = RESULTS / f"{name}-{loans}"
+    marker = base / "complete.json"
+    if not marker.is_file():
+        say(f"  {name}: generating {what} (cached) ...")
+        started = time.perf_counter()
+        if base.exists():
+            shutil.rmtree(base)
+        counts = generate(base)
+        marker.write_text(json.dumps(counts, indent=2) + "\n")
+        say(f"  {name}: generated in {time.perf_counter() - started:.1f} s: {counts.get('current', counts)}")
+    return base, json.loads(marker.read_text())
+
+
+# ---------------------------------------------------------------- a measured CLI run and its baseline scans
+
+
+def cli_load(snapshot: Path, as_of: str, db: Path, *, env: dict[str, str]) -> float:
+    """``loanrules load <snapshot> --as-of <as_of> --db <db> --quiet``; its wall seconds."""
+    wall, _ = timed([*loanrules_command(), "load", str(snapshot), "--as-of", as_of, "--db", str(db), "--quiet"],
+                    env=env, timeout=RUN_TIMEOUT_SECONDS)
+    return wall
+
+
+def cli_run_json(snapshot: Path, as_of: str, packs: Sequence[str], db: Path, *,
+                 env: dict[str, str]) -> tuple[float, dict]:
+    """``loanrules run <snapshot> --as-of <as_of> --pack ... --db <db> --json --quiet``: (wall seconds, report).
+
+    The report's ``contributions[]`` hold each check's, derivation's and facts build's own ``seconds``.
+    """
+    options = [argument for pack in packs for argument in ("--pack", pack)]
+    wall, stdout = timed([*loanrules_command(), "run", str(snapshot), "--as-of", as_of, *options,
+                          "--db", str(db), "--json", "--quiet"], env=env, timeout=RUN_TIMEOUT_SECONDS)
+    return wall, json.loads(stdout)
+
+
+def contribution_outcomes(report: dict, ids: Sequence[str], failure: str) -> dict[str, dict]:
+    """The ``contributions[]`` of a run report with these ids, by id (in report order).
+
+    Each must be there with status ok, else a ``BenchError`` "<failure>: <id>: <status> <reason>; ...".
+    """
+    found = {c["id"]: c for c in report["contributions"] if c["id"] in ids}
+    broken = [f"{i}: {found[i]['status']} {found[i]['reason'] or ''}" if i in found else f"{i}: missing"
+              for i in ids if i not in found or found[i]["status"] != "ok"]
+    if broken:
+        raise BenchError(f"{failure}: {'; '.join(broken)}")
+    return found
+
+
+def seconds_each(outcomes: dict[str, dict], ids: Sequence[str]) -> str:
+    """"name 1.23, ..." : each contribution's seconds, its id without the namespace (for notes)."""
+    return ", ".join(f"{i.split('.', 1)[1]} {outcomes[i]['seconds']:.2f}" for i in ids)
+
+
+def run_snapshot_id(conn: sqlite3.Connection, report: dict) -> int:
+    """The snapshot the reported run checked."""
+    return conn.execute("SELECT snapshot_id FROM runs WHERE run_id = ?", (report["run_id"],)).fetchone()[0]
+
+
+def scan_seconds(conn: sqlite3.Connection, sql: str, snapshot_id: int, repeats: int = 3) -> tuple[float, int]:
+    """The plain-scan baseline: best wall seconds of ``repeats`` runs of ``sql`` (a ``count(*), <aggregate>``
+    with the snapshot id as its parameter), and the count."""
+    best, count = float("inf"), 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        count, _ = conn.execute(sql, (snapshot_id,)).fetchone()
+        best = min(best, time.perf_counter() - started)
+    return best, count

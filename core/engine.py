@@ -35,7 +35,7 @@ from loanrules.model import (
 from loanrules.plan import Planned
 from loanrules.sandbox import read_only
 from loanrules.schema import DERIVED_TABLES, RECOVERY_CATEGORIES, RISK_CLASSES
-from loanrules.sqltext import NON_PERFORMING, literal, rank_case, unrank_case
+from loanrules.sqltext import NON_PERFORMING, current_class, literal, non_performing, on_book, rank_case, unrank_case
 from loanrules.store import json_dumps, quote_identifier, savepoint
 
 FINDING_COLUMNS = ("loan_id", "borrower_id", "collateral_id", "subject", "message", "details", "severity")
@@ -335,7 +335,7 @@ class Engine:
     @staticmethod
     def _classified_loans(columns: str, more_joins: str = "") -> str:
         return (f"SELECT {columns} FROM loans l LEFT JOIN temp.risk_classes r ON r.loan_id = l.loan_id "
-                f"{more_joins} WHERE coalesce(l.written_off, 0) = 0")
+                f"{more_joins} WHERE {on_book()}")
 
     def _write_assessments(self, fields_assessed: set[str]) -> None:
         """One assessment per loan on the books: the worst class and the worst recovery category win,
@@ -605,13 +605,13 @@ class Engine:
                    max(l.days_past_due) AS max_days_past_due,
                    {worst.format('l.recorded_class')} AS worst_recorded_class,
                    {worst.format('a.risk_class')} AS worst_risk_class,
-                   sum(CASE WHEN coalesce(a.risk_class, l.recorded_class) IN {NON_PERFORMING}
+                   sum(CASE WHEN {non_performing()}
                        THEN l.outstanding_principal ELSE 0 END) AS npl_exposure,
                    b.borrower_type, b.group_id
             FROM loans l
             LEFT JOIN assessments a ON a.loan_id = l.loan_id
             LEFT JOIN borrowers b ON b.borrower_id = l.borrower_id
-            WHERE coalesce(l.written_off, 0) = 0 AND {where}
+            WHERE {on_book()} AND {where}
             GROUP BY l.borrower_id
         """)
         self.conn.execute("CREATE UNIQUE INDEX temp.borrower_facts_id ON borrower_facts (borrower_id)")
@@ -641,7 +641,7 @@ class Engine:
                          for p in self.plan)
         risk_class, assessed = "l.recorded_class", ""
         if classified:
-            risk_class, assessed = "coalesce(a.risk_class, l.recorded_class)", \
+            risk_class, assessed = current_class(), \
                 "LEFT JOIN assessments a ON a.loan_id = l.loan_id"
         secured = "('mortgage', 'pledge')"
 
@@ -671,7 +671,7 @@ class Engine:
                    CASE WHEN l.guarantee_type IN {secured} THEN l.origination_date END
             FROM collateral c
             LEFT JOIN pledges p ON p.collateral_id = c.collateral_id
-            LEFT JOIN loans l ON l.loan_id = p.loan_id AND coalesce(l.written_off, 0) = 0
+            LEFT JOIN loans l ON l.loan_id = p.loan_id AND {on_book()}
             {assessed}
             WHERE {where}
             ON CONFLICT (collateral_id) DO UPDATE SET
@@ -680,7 +680,7 @@ class Engine:
                 secured_loan_count = secured_loan_count + excluded.secured_loan_count,
                 {least('first_secured_origination')},
                 borrower_count = (SELECT count(DISTINCT l.borrower_id) FROM pledges p
-                                  JOIN loans l ON l.loan_id = p.loan_id AND coalesce(l.written_off, 0) = 0
+                                  JOIN loans l ON l.loan_id = p.loan_id AND {on_book()}
                                   WHERE p.collateral_id = excluded.collateral_id)
         """)
 

@@ -22,7 +22,7 @@ import attrs
 
 from loanrules.errors import UsageError
 from loanrules.schema import RECOVERY_CATEGORIES, RISK_CLASSES
-from loanrules.sqltext import NON_PERFORMING, rank_case, unrank_case
+from loanrules.sqltext import current_class, days_between, non_performing, on_book, rank_case, unrank_case
 
 KEY_HOUSEHOLDS = "collection.key_households"  # the summary that lists a run's key households, one row each
 
@@ -70,7 +70,7 @@ def open_tasks(conn: sqlite3.Connection, run: sqlite3.Row, assignee: str | None 
         where.append("t.due_date < :as_of")
     sql = f"""
         SELECT t.task_id, t.assignee, t.borrower_id, b.name, t.step, t.due_date,
-               CASE WHEN t.due_date < :as_of THEN CAST(julianday(:as_of) - julianday(t.due_date) AS INTEGER)
+               CASE WHEN t.due_date < :as_of THEN {days_between('t.due_date', ':as_of')}
                     ELSE 0 END AS days_overdue,
                t.priority, t.loan_ids, t.opened_on
         FROM collection_tasks t
@@ -115,7 +115,7 @@ def household_ledger(conn: sqlite3.Connection, run: sqlite3.Row, borrower: str |
     """
     if last is not None and last < 1:
         raise UsageError("--last must be 1 or more")
-    class_rank = rank_case("coalesce(a.risk_class, l.recorded_class)", RISK_CLASSES)
+    class_rank = rank_case(current_class(), RISK_CLASSES)
     recovery_rank = rank_case("a.recovery_category", RECOVERY_CATEGORIES)
     if borrower is not None:
         chosen = "SELECT :borrower AS borrower_id"
@@ -124,7 +124,7 @@ def household_ledger(conn: sqlite3.Connection, run: sqlite3.Row, borrower: str |
             SELECT l.borrower_id FROM series s
             JOIN loans l ON l.snapshot_id = s.snapshot_id
             LEFT JOIN assessments a ON a.run_id = s.run_id AND a.loan_id = l.loan_id
-            WHERE coalesce(l.written_off, 0) = 0 AND coalesce(a.risk_class, l.recorded_class) IN {NON_PERFORMING}
+            WHERE {on_book()} AND {non_performing()}
             UNION
             SELECT t.borrower_id FROM series s JOIN collection_tasks t ON t.run_id = s.run_id
         """
@@ -140,7 +140,7 @@ def household_ledger(conn: sqlite3.Connection, run: sqlite3.Row, borrower: str |
             JOIN chosen c
             JOIN loans l ON l.snapshot_id = s.snapshot_id AND l.borrower_id = c.borrower_id
             LEFT JOIN assessments a ON a.run_id = s.run_id AND a.loan_id = l.loan_id
-            WHERE coalesce(l.written_off, 0) = 0
+            WHERE {on_book()}
             GROUP BY s.run_id, l.borrower_id
         ),
         tasks AS MATERIALIZED (
@@ -268,8 +268,8 @@ def officer_ledger(conn: sqlite3.Connection, run: sqlite3.Row, since: str | None
         WITH book AS MATERIALIZED (
             SELECT l.lending_officer_id, l.collection_officer_id, l.outstanding_principal
             FROM loans l LEFT JOIN assessments a ON a.run_id = :run_id AND a.loan_id = l.loan_id
-            WHERE l.snapshot_id = :snapshot_id AND coalesce(l.written_off, 0) = 0
-              AND coalesce(a.risk_class, l.recorded_class) IN {NON_PERFORMING}
+            WHERE l.snapshot_id = :snapshot_id AND {on_book()}
+              AND {non_performing()}
         ),
         officers AS MATERIALIZED (
             SELECT lending_officer_id AS officer_id FROM loans WHERE snapshot_id = :snapshot_id

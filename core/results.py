@@ -17,7 +17,7 @@ from loanrules.errors import UsageError
 from loanrules.model import Severity, format_fen
 from loanrules.run import RESOLVED_SQL
 from loanrules.schema import RISK_CLASSES
-from loanrules.sqltext import rank_case
+from loanrules.sqltext import on_book, rank_case
 from loanrules.store import latest_run_id
 
 EXPORTS = {
@@ -252,7 +252,6 @@ class ClassMigrations:
 def _moves_sql() -> str:
     """SQL (a CTE ``moved``): each loan on either book with its older and newer class and outstanding, through
     the (snapshot_id, loan_id) and (run_id, loan_id) indexes rather than a join of two materialised books."""
-    on_book = "coalesce({0}.written_off, 0) = 0"
     older_class = f"coalesce(sa.risk_class, l.recorded_class, '{UNKNOWN}')"
     newer_class = f"coalesce(sb.risk_class, m.recorded_class, '{UNKNOWN}')"
     return f"""
@@ -265,16 +264,16 @@ def _moves_sql() -> str:
                                                  AND w.loan_id = l.loan_id AND w.written_off = 1) AS written_off
             FROM loans l
             LEFT JOIN assessments sa ON sa.run_id = :older AND sa.loan_id = l.loan_id
-            LEFT JOIN loans m ON m.snapshot_id = :newer_snapshot AND m.loan_id = l.loan_id AND {on_book.format('m')}
+            LEFT JOIN loans m ON m.snapshot_id = :newer_snapshot AND m.loan_id = l.loan_id AND {on_book('m')}
             LEFT JOIN assessments sb ON sb.run_id = :newer AND sb.loan_id = l.loan_id AND m.loan_id IS NOT NULL
-            WHERE l.snapshot_id = :older_snapshot AND {on_book.format('l')}
+            WHERE l.snapshot_id = :older_snapshot AND {on_book('l')}
             UNION ALL
             SELECT m.loan_id, m.borrower_id, m.branch_id, '{NEW}', {newer_class}, m.outstanding_principal, 0
             FROM loans m
             LEFT JOIN assessments sb ON sb.run_id = :newer AND sb.loan_id = m.loan_id
-            WHERE m.snapshot_id = :newer_snapshot AND {on_book.format('m')}
+            WHERE m.snapshot_id = :newer_snapshot AND {on_book('m')}
               AND NOT EXISTS (SELECT 1 FROM loans l WHERE l.snapshot_id = :older_snapshot AND l.loan_id = m.loan_id
-                              AND {on_book.format('l')})
+                              AND {on_book('l')})
         )
     """
 

@@ -42,3 +42,52 @@ def unrank_case(expression: str, vocabulary: Sequence[str] = RISK_CLASSES) -> st
     """The inverse of ``rank_case``: SQL giving the word for a rank."""
     whens = " ".join(f"WHEN {rank} THEN '{value}'" for rank, value in enumerate(vocabulary, 1))
     return f"CASE {expression} {whens} END"
+
+
+def on_book(alias: str = "l") -> str:
+    """SQL: the loan ``alias`` is on the books (not written off; an unknown written_off counts as not).
+
+    An empty ``alias`` leaves the column unqualified."""
+    column = f"{alias}.written_off" if alias else "written_off"
+    return f"coalesce({column}, 0) = 0"
+
+
+def current_class(loan: str = "l", assessment: str = "a") -> str:
+    """SQL: a loan's class, this run's (the ``assessment`` row, when classification ran) else the recorded one."""
+    return f"coalesce({assessment}.risk_class, {loan}.recorded_class)"
+
+
+def non_performing(loan: str = "l", assessment: str = "a") -> str:
+    """SQL: the loan's ``current_class`` is substandard, doubtful or loss (NULL when it has no class at all)."""
+    return f"{current_class(loan, assessment)} IN {NON_PERFORMING}"
+
+
+def percent_text(numerator: str, denominator: str) -> str:
+    """SQL text for a share as a percentage ('12.34%'); 'n/a' when the denominator is zero or missing."""
+    return (f"CASE WHEN ({denominator}) > 0 THEN printf('%.2f%%', 100.0 * ({numerator}) / ({denominator})) "
+            f"ELSE 'n/a' END")
+
+
+def ratio(part: str, whole: str, digits: int = 4) -> str:
+    """SQL: ``part / whole`` as a number rounded to ``digits`` places; NULL when ``whole`` is zero or missing."""
+    return f"CASE WHEN ({whole}) > 0 THEN round(1.0 * ({part}) / ({whole}), {int(digits)}) END"
+
+
+def basis_points(param: str) -> str:
+    """SQL: a DECIMAL parameter (a share) as whole basis points, so that comparisons are exact in integers."""
+    return f"CAST(round({param} * 10000) AS INTEGER)"
+
+
+def days_between(earlier: str, later: str) -> str:
+    """SQL: whole days from the date ``earlier`` to the date ``later`` (negative when later is before)."""
+    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+
+
+def days_after(date: str, days: str) -> str:
+    """SQL: the ISO date ``days`` (an integer expression) after ``date``; negative goes back."""
+    return f"date({date}, printf('%+d days', {days}))"
+
+
+def days_before(date: str, days: str) -> str:
+    """SQL: the ISO date ``days`` (an integer expression) before ``date``."""
+    return f"date({date}, printf('%+d days', -({days})))"

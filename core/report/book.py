@@ -20,7 +20,7 @@ from loanrules.privacy import Masker
 from loanrules.report.model import Column, Table, drop_blank
 from loanrules.results import ClassMigrations, class_migrations, previous_run
 from loanrules.schema import NON_PERFORMING_CLASSES
-from loanrules.sqltext import NON_PERFORMING
+from loanrules.sqltext import current_class, non_performing, on_book
 
 DISPLAY_LIMIT = 15  # rows a long table shows in the report; the exports have all of them
 CHART_LIMIT = 12  # bars a chart shows
@@ -136,7 +136,7 @@ class Book:
     def loans_table(self) -> str:
         """The temporary table of the book's loans (made on first use)."""
         if not self._loans_ready:
-            npl = f"(coalesce(l.written_off, 0) = 0 AND coalesce(a.risk_class, l.recorded_class) IN {NON_PERFORMING})"
+            npl = f"({on_book()} AND {non_performing()})"
             only_npl = "CASE WHEN npl THEN {} END"
             self.conn.execute(f"DROP TABLE IF EXISTS {self.LOANS}")
             self.conn.execute(f"""
@@ -153,7 +153,7 @@ class Book:
                        {only_npl.format('substr(origination_date, 1, 4)')},
                        {only_npl.format('lending_officer_id')}
                 FROM (SELECT l.loan_id, coalesce(l.written_off, 0) != 0 AS written_off,
-                             coalesce(a.risk_class, l.recorded_class) AS risk_class,
+                             {current_class()} AS risk_class,
                              {npl} AS npl, l.outstanding_principal AS outstanding,
                              coalesce(l.provision, 0) AS provision, a.required_provision AS required,
                              a.loan_id IS NOT NULL AS assessed, l.borrower_id, l.branch_id, l.product,

@@ -10,7 +10,7 @@ from loanrules.report.formatting import kind_of, label, share, word, yuan
 from loanrules.report.model import Chart, Column, Highlight, Section, Series, Table
 from loanrules.results import summaries
 from loanrules.schema import RECOVERY_CATEGORIES
-from loanrules.sqltext import NON_PERFORMING, rank_case, unrank_case
+from loanrules.sqltext import NON_PERFORMING, on_book, rank_case, unrank_case
 
 # Collection steps in the order a plan climbs them (the escalation ladder, then the village collective
 # steps); a step not listed here follows, alphabetically.
@@ -29,7 +29,7 @@ def recovery(book: Book) -> Section:
                sum(a.required_provision)
         FROM assessments a JOIN loans l ON l.snapshot_id = :snapshot_id AND l.loan_id = a.loan_id
         WHERE a.run_id = :run_id AND (a.recovery_category IS NOT NULL OR a.risk_class IN {NON_PERFORMING})
-          AND coalesce(l.written_off, 0) = 0
+          AND {on_book()}
         GROUP BY 1
     """)
     steps = book.q("""

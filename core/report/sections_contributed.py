@@ -9,7 +9,7 @@ from loanrules.report.book import CHART_LIMIT, Book, prefix_sql
 from loanrules.report.formatting import percent, share, word, yuan
 from loanrules.report.model import Chart, Column, Highlight, Section, Series, Table, drop_blank, summary_table
 from loanrules.results import summaries
-from loanrules.sqltext import NON_PERFORMING, rank_case, unrank_case
+from loanrules.sqltext import current_class, non_performing, on_book, rank_case, unrank_case
 
 # The checks that judge "inspected as required" (REFERENCE.md §4): every non-performing loan inspected
 # monthly, and on site quarterly.
@@ -71,11 +71,11 @@ def villages(book: Book) -> Section:
     if not book.has_table("borrowers"):
         return Section.without_data(section_id, title, "the snapshot has no borrowers.csv, so village "
                                                        "collectives cannot be told from other borrowers")
-    worst = unrank_case(f"max({rank_case('coalesce(a.risk_class, l.recorded_class)')})")
+    worst = unrank_case(f"max({rank_case(current_class())})")
     rows = book.q(f"""
         SELECT b.borrower_id, b.name, b.village, b.township, count(*), sum(l.outstanding_principal),
                sum(coalesce(l.interest_arrears, 0)),
-               sum(CASE WHEN coalesce(a.risk_class, l.recorded_class) IN {NON_PERFORMING}
+               sum(CASE WHEN {non_performing()}
                         THEN l.outstanding_principal ELSE 0 END),
                {worst}, max(l.days_past_due), v.land_transfer_expected_date, v.land_compensation_amount
         FROM borrowers b
@@ -83,7 +83,7 @@ def villages(book: Book) -> Section:
         LEFT JOIN assessments a ON a.run_id = :run_id AND a.loan_id = l.loan_id
         LEFT JOIN villages v ON v.snapshot_id = :snapshot_id AND v.village = b.village
         WHERE b.snapshot_id = :snapshot_id AND b.borrower_type IN (SELECT value FROM json_each(:types))
-          AND l.snapshot_id = :snapshot_id AND l.borrower_id = b.borrower_id AND coalesce(l.written_off, 0) = 0
+          AND l.snapshot_id = :snapshot_id AND l.borrower_id = b.borrower_id AND {on_book()}
         GROUP BY b.borrower_id
     """, types=json.dumps(list(types)))
     if not rows:

@@ -10,12 +10,11 @@ the loans and pledges are read directly only for the few collateral that make a 
 """
 
 from loanrules import Check, Param, ParamType, Severity
-from loanrules.sqltext import yuan
+from loanrules.sqltext import basis_points, days_before, days_between, on_book, percent_text, yuan
 
 PRACTICE = "Rural credit cooperative management guidance, collateral (REFERENCE.md §4)"
-# A loan on the book: not written off. Written-off loans keep their rows in some extracts but no longer
-# count against the collateral that secured them.
-_ON_BOOK = "coalesce({}.written_off, 0) = 0"
+# A loan on the book (sqltext.on_book): not written off. Written-off loans keep their rows in some extracts but
+# no longer count against the collateral that secured them.
 _SECURED = "('mortgage', 'pledge')"
 
 # Largest loan-to-value per collateral type: typical policy, not a regulation; every one a parameter.
@@ -41,22 +40,12 @@ LTV_SOURCE = "LTV limits per collateral type: typical policy of rural credit coo
 
 def _ltv_limit_bp(collateral_type: str) -> str:
     """SQL: the type's largest loan-to-value in basis points (integer); no type counts as `other`."""
-    whens = " ".join(f"WHEN '{kind}' THEN CAST(round(:max_ltv_{kind} * 10000) AS INTEGER)"
+    whens = " ".join(f"WHEN '{kind}' THEN {basis_points(f':max_ltv_{kind}')}"
                      for kind, _ in LTV_DEFAULTS if kind != "other")
-    return f"CASE {collateral_type} {whens} ELSE CAST(round(:max_ltv_other * 10000) AS INTEGER) END"
+    return f"CASE {collateral_type} {whens} ELSE {basis_points(':max_ltv_other')} END"
 
 
 _LIMIT_BP = _ltv_limit_bp("f.collateral_type")  # over collateral_facts f
-
-
-def _percent(numerator: str, denominator: str) -> str:
-    """SQL text for a share as a percentage; 'n/a' when the denominator is zero or missing."""
-    return (f"CASE WHEN ({denominator}) > 0 THEN printf('%.2f%%', 100.0 * ({numerator}) / ({denominator})) "
-            f"ELSE 'n/a' END")
-
-
-def _days_between(earlier: str, later: str) -> str:
-    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
 
 
 # The loans on the books a collateral secures, as a JSON array: built only for the findings' rows.
@@ -65,7 +54,7 @@ _LOANS_JSON = f"""
                                          'outstanding_fen', outstanding_principal, 'secured_fen', secured_amount))
      FROM (SELECT l.loan_id, l.borrower_id, p.lien_rank, l.outstanding_principal, p.secured_amount
            FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
-           WHERE p.collateral_id = x.collateral_id AND {_ON_BOOK.format('l')}
+           WHERE p.collateral_id = x.collateral_id AND {on_book('l')}
            ORDER BY coalesce(p.lien_rank, 1), l.loan_id))
 """
 
@@ -86,7 +75,7 @@ LTV_EXCEEDED = Check(
         SELECT collateral_id,
                coalesce(collateral_type, 'collateral') || ' appraised at ' || {yuan('appraised_value')} ||
                ' yuan secures ' || {yuan('exposure')} || ' yuan: loan-to-value ' ||
-               {_percent('exposure', 'appraised_value')} || ' above ' || printf('%.2f%%', limit_bp / 100.0)
+               {percent_text('exposure', 'appraised_value')} || ' above ' || printf('%.2f%%', limit_bp / 100.0)
                AS message,
                json_object('exposure_fen', exposure, 'value_fen', appraised_value,
                            'ratio', CASE WHEN appraised_value > 0 THEN round(1.0 * exposure / appraised_value, 4)
@@ -136,15 +125,15 @@ APPRAISAL_STALE = Check(
                            'age_days', age_days, 'max_age_days', max_age_days, 'appraiser_id', appraiser_id)
                AS details
         FROM (SELECT f.collateral_id, f.collateral_type, f.appraisal_date, f.appraiser_id,
-                     {_days_between('f.appraisal_date', ':as_of')} AS age_days,
+                     {days_between('f.appraisal_date', ':as_of')} AS age_days,
                      CASE WHEN f.collateral_type IN (SELECT value FROM json_each(:movable_types))
                           THEN :movables_max_age_days ELSE :max_age_days END AS max_age_days
               FROM collateral_facts f
               WHERE f.loan_count > 0
                 AND (f.appraisal_date IS NULL
                      OR f.appraisal_date < CASE WHEN f.collateral_type IN (SELECT value FROM json_each(:movable_types))
-                                                THEN date(:as_of, printf('%+d days', -:movables_max_age_days))
-                                                ELSE date(:as_of, printf('%+d days', -:max_age_days)) END)
+                                                THEN {days_before(':as_of', ':movables_max_age_days')}
+                                                ELSE {days_before(':as_of', ':max_age_days')} END)
                 AND coalesce(f.collateral_type, 'other') NOT IN (SELECT value FROM json_each(:exempt_types)))
     """,
 )
@@ -200,7 +189,7 @@ def _secured_loans(collateral_filter: str) -> str:
         FROM collateral_facts f CROSS JOIN pledges p ON p.collateral_id = f.collateral_id
              CROSS JOIN loans l ON l.loan_id = p.loan_id
         WHERE f.secured_loan_count > 0 AND ({collateral_filter})
-          AND l.guarantee_type IN {_SECURED} AND {_ON_BOOK.format('l')}
+          AND l.guarantee_type IN {_SECURED} AND {on_book('l')}
     """
 
 
@@ -229,7 +218,7 @@ NOT_REGISTERED = Check(
         SELECT l.loan_id, l.borrower_id, f.collateral_id,
                CASE WHEN f.registration_status = 'registered'
                     THEN 'collateral ' || f.collateral_id || ' registered on ' || f.registration_date || ', ' ||
-                         {_days_between('l.origination_date', 'f.registration_date')} ||
+                         {days_between('l.origination_date', 'f.registration_date')} ||
                          ' days after origination (at most ' || :registration_days || ')'
                     ELSE 'collateral ' || f.collateral_id || ' not registered (' ||
                          coalesce(f.registration_status, 'no status') || ')' END AS message,
@@ -237,7 +226,7 @@ NOT_REGISTERED = Check(
                                           ELSE 'not_registered' END,
                            'registration_status', f.registration_status, 'registration_date', f.registration_date,
                            'origination_date', l.origination_date,
-                           'days_after_origination', {_days_between('l.origination_date', 'f.registration_date')},
+                           'days_after_origination', {days_between('l.origination_date', 'f.registration_date')},
                            'registration_days', :registration_days) AS details
         {_secured_loans(_unregistered('f.first_secured_origination'))}
           AND ({_unregistered('l.origination_date')})
@@ -282,7 +271,7 @@ MISSING = Check(
                json_object('guarantee_type', l.guarantee_type, 'outstanding_fen', l.outstanding_principal,
                            'origination_date', l.origination_date) AS details
         FROM (SELECT loan_id FROM loans
-              WHERE guarantee_type IN {_SECURED} AND {_ON_BOOK.format('loans')} AND outstanding_principal > 0
+              WHERE guarantee_type IN {_SECURED} AND {on_book('loans')} AND outstanding_principal > 0
               EXCEPT SELECT loan_id FROM pledges ORDER BY 1 LIMIT -1) m
         CROSS JOIN loans l ON l.loan_id = m.loan_id
     """,
@@ -313,7 +302,7 @@ REPEATED_MORTGAGE = Check(
             FROM pledges p CROSS JOIN loans l ON l.loan_id = p.loan_id
             -- an IN list: joined from the facts, SQLite first built a Bloom filter over every pledge
             WHERE p.collateral_id IN (SELECT collateral_id FROM collateral_facts WHERE borrower_count > 1)
-              AND {_ON_BOOK.format('l')}
+              AND {on_book('l')}
             ORDER BY p.collateral_id, coalesce(p.lien_rank, 1), l.loan_id
         ),
         shared AS MATERIALIZED (
@@ -375,7 +364,7 @@ VALUE_DROPPED = Check(
         SELECT c.collateral_id,
                'appraised value fell from ' || {yuan('p.appraised_value')} || ' to ' ||
                {yuan('c.appraised_value')} || ' yuan (' ||
-               {_percent('p.appraised_value - c.appraised_value', 'p.appraised_value')} || ') since ' ||
+               {percent_text('p.appraised_value - c.appraised_value', 'p.appraised_value')} || ') since ' ||
                :previous_as_of AS message,
                json_object('previous_as_of', :previous_as_of, 'previous_value_fen', p.appraised_value,
                            'value_fen', c.appraised_value,
@@ -500,8 +489,8 @@ OVERVALUATION = Check(
                CASE WHEN x.t_count IS NOT NULL
                     THEN x.bad || ' of ' || x.t_count ||
                          ' collateral behind non-performing or over-LTV loans (' ||
-                         {_percent('x.bad', 'x.t_count')} || ', the book ' ||
-                         {_percent('x.book_bad', 'x.book_total')} || ')' ELSE '' END AS message,
+                         {percent_text('x.bad', 'x.t_count')} || ', the book ' ||
+                         {percent_text('x.book_bad', 'x.book_total')} || ')' ELSE '' END AS message,
                json_object(
                    'appraiser_id', x.appraiser_id, 'name', x.name,
                    'reasons', json(CASE WHEN x.r_count IS NOT NULL AND x.t_count IS NOT NULL

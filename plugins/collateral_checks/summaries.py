@@ -7,6 +7,7 @@ when such a check is not in the run its count is 0.
 """
 
 from loanrules import Summary
+from loanrules.sqltext import ratio
 
 from .checks import PRACTICE
 
@@ -28,10 +29,6 @@ _PER_COLLATERAL = f"""
     FROM collateral_facts f
     WHERE f.loan_count > 0
 """
-
-
-def _share(part: str, whole: str) -> str:
-    return f"CASE WHEN {whole} > 0 THEN round(1.0 * {part} / {whole}, 4) END"
 
 
 COVERAGE_BY_TYPE = Summary(
@@ -63,9 +60,9 @@ COVERAGE_BY_TYPE = Summary(
             FROM per_collateral
         )
         SELECT collateral_type, n AS collateral_count, value AS appraised_value_fen, exposure AS exposure_fen,
-               {_share('value', 'exposure')} AS coverage_share, {_share('registered', 'n')} AS registered_share,
-               {_share('verified', 'n')} AS site_verified_share, stale AS stale_count,
-               {_share('stale', 'n')} AS stale_share, over_ltv AS over_ltv_count, npl AS npl_backed_count
+               {ratio('value', 'exposure')} AS coverage_share, {ratio('registered', 'n')} AS registered_share,
+               {ratio('verified', 'n')} AS site_verified_share, stale AS stale_count,
+               {ratio('stale', 'n')} AS stale_share, over_ltv AS over_ltv_count, npl AS npl_backed_count
         FROM per_type ORDER BY is_total, collateral_type
     """,
 )
@@ -97,7 +94,7 @@ AGENCY_SCORECARD = Summary(
                     ELSE 'approved' END AS standing,
                x.n AS collateral_count, x.value AS appraised_value_fen, x.stale AS stale_count,
                x.over_ltv AS over_ltv_count, x.dropped AS value_dropped_count, x.npl AS npl_backed_count,
-               {_share('x.npl', 'x.n')} AS npl_backed_share,
+               {ratio('x.npl', 'x.n')} AS npl_backed_share,
                EXISTS (SELECT 1 FROM findings f WHERE f.check_id = 'appraiser.overvaluation'
                        AND f.subject_key = 'subject=' || x.appraiser_id) AS overvalues
         FROM (SELECT appraiser_id, count(*) AS n, sum(appraised_value) AS value, sum(stale) AS stale,

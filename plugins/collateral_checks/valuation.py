@@ -13,8 +13,9 @@ the run (``optional_tables``), and registered collateral alone when not.
 """
 
 from loanrules import Derivation, Param, ParamType
+from loanrules.sqltext import basis_points, on_book
 
-from .checks import _ON_BOOK, LTV_PARAMS, LTV_SOURCE, PRACTICE, _ltv_limit_bp
+from .checks import LTV_PARAMS, LTV_SOURCE, PRACTICE, _ltv_limit_bp
 
 # Integer fen throughout, rounded down (prudent). A product too large for 64-bit integers (amounts above
 # about 30 million yuan multiplied together) becomes a float in SQLite and is truncated back: exact to the
@@ -24,7 +25,7 @@ WITH claims AS MATERIALIZED (
     SELECT p.collateral_id, coalesce(p.lien_rank, 1) AS lien_rank, l.loan_id,
            l.outstanding_principal + coalesce(l.interest_arrears, 0) AS claim
     FROM pledges p JOIN loans l ON l.loan_id = p.loan_id
-    WHERE {_ON_BOOK.format('l')}
+    WHERE {on_book('l')}
 ),
 lendable AS MATERIALIZED (
     SELECT c.collateral_id,
@@ -32,7 +33,7 @@ lendable AS MATERIALIZED (
                 WHEN :require_site_verified AND coalesce(c.site_verified, 0) = 0 THEN 'not_site_verified'
                 WHEN coalesce(c.appraised_value, 0) <= 0 THEN 'no_appraised_value' END AS excluded,
            c.appraised_value * {_ltv_limit_bp('c.collateral_type')} / 10000
-               * (10000 - CAST(round(:haircut * 10000) AS INTEGER)) / 10000 AS lending_value
+               * (10000 - {basis_points(':haircut')}) / 10000 AS lending_value
     FROM collateral c
     WHERE c.collateral_id IN (SELECT collateral_id FROM claims)
 ),

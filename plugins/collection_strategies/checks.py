@@ -1,10 +1,11 @@
 """The plan's own check: a collection task left open past its due date."""
 
 from loanrules import Check, Param, ParamType, Severity
+from loanrules.sqltext import days_between
 
 from .common import PRACTICE
 
-_DAYS_OVERDUE = "CAST(julianday(:as_of) - julianday(t.due_date) AS INTEGER)"
+_DAYS_OVERDUE = days_between('t.due_date', ':as_of')
 
 TASK_OVERDUE = Check(
     id="collection.task_overdue",

@@ -6,12 +6,9 @@ means the same thing in both strategies.
 """
 
 from loanrules import Derivation, Param, ParamType
-from loanrules.sqltext import NON_PERFORMING, RECOVERY_CATEGORIES, rank_case, unrank_case
+from loanrules.sqltext import RECOVERY_CATEGORIES, current_class, non_performing, on_book, rank_case, unrank_case
 
 PRACTICE = "Rural credit cooperative management guidance, collection (REFERENCE.md §4)"
-
-RISK_CLASS = "coalesce(a.risk_class, l.recorded_class)"  # this run's class when classification ran, else recorded
-ON_BOOK = "coalesce(l.written_off, 0) = 0"
 
 
 def recovery_rank(expression: str) -> str:
@@ -46,12 +43,12 @@ PLAN_LOANS = Derivation(
     sql=f"""
         SELECT l.loan_id, l.borrower_id, l.days_past_due,
                l.outstanding_principal + coalesce(l.interest_arrears, 0) AS at_risk,
-               {RISK_CLASS} IN {NON_PERFORMING} AS npl,
-               {RISK_CLASS} = 'special_mention' AND l.days_past_due > 0 AS early,
-               {RISK_CLASS} AS risk_class, a.recovery_category, l.guarantee_type,
+               {non_performing()} AS npl,
+               {current_class()} = 'special_mention' AND l.days_past_due > 0 AS early,
+               {current_class()} AS risk_class, a.recovery_category, l.guarantee_type,
                coalesce(l.collection_officer_id, l.lending_officer_id) AS officer
         FROM loans l LEFT JOIN assessments a ON a.loan_id = l.loan_id
-        WHERE {ON_BOOK} AND (l.days_past_due > 0 OR {RISK_CLASS} IN {NON_PERFORMING})
+        WHERE {on_book()} AND (l.days_past_due > 0 OR {non_performing()})
     """,
 )
 
@@ -125,8 +122,3 @@ def priority(at_risk: str, rank: str) -> str:
     return (f"({at_risk}) / 100 * CASE {rank} WHEN 1 THEN :weight_recoverable "
             f"WHEN 2 THEN :weight_recoverable_with_effort WHEN 3 THEN :weight_unrecoverable_for_now "
             f"ELSE :weight_unknown END")
-
-
-def days_after(date: str, days: str) -> str:
-    """SQL: the day ``days`` (an integer expression) after ``date``; negative goes back."""
-    return f"date({date}, printf('%+d days', {days}))"

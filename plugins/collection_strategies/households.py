@@ -2,9 +2,9 @@
 borrowers, assigned across three levels of the cooperative, and their ledger for the night."""
 
 from loanrules import Derivation, Param, ParamType, Summary
-from loanrules.sqltext import rank_case, unrank_case
+from loanrules.sqltext import current_class, on_book, rank_case, unrank_case
 
-from .common import ON_BOOK, PRACTICE, RISK_CLASS, recovery_rank, recovery_word
+from .common import PRACTICE, recovery_rank, recovery_word
 
 KEY_HOUSEHOLDS_SQL = f"""
 WITH npl AS MATERIALIZED (
@@ -20,9 +20,9 @@ SELECT r.borrower_id, r.rank,
             ELSE :officer_level END AS level,
        -- the few key households' loans, through the (snapshot, borrower) index
        (SELECT sum(l.outstanding_principal) FROM loans l
-        WHERE l.borrower_id = r.borrower_id AND {ON_BOOK}) AS exposure,
+        WHERE l.borrower_id = r.borrower_id AND {on_book()}) AS exposure,
        (SELECT sum(coalesce(l.interest_arrears, 0)) FROM loans l
-        WHERE l.borrower_id = r.borrower_id AND {ON_BOOK}) AS interest_arrears,
+        WHERE l.borrower_id = r.borrower_id AND {on_book()}) AS interest_arrears,
        r.npl_exposure
 FROM ranked r
 WHERE r.rank <= :count
@@ -59,7 +59,7 @@ KEY_HOUSEHOLDS = Derivation(
     sql=KEY_HOUSEHOLDS_SQL,
 )
 
-_WORST_CLASS = unrank_case(f"max({rank_case(RISK_CLASS)})")
+_WORST_CLASS = unrank_case(f"max({rank_case(current_class())})")
 
 KEY_HOUSEHOLD_LEDGER = Summary(
     id="collection.key_households",
@@ -80,10 +80,10 @@ KEY_HOUSEHOLD_LEDGER = Summary(
     sql=f"""
         SELECT k.rank, k.borrower_id, k.level, k.exposure AS exposure_fen, k.interest_arrears AS interest_arrears_fen,
                (SELECT {_WORST_CLASS} FROM loans l LEFT JOIN assessments a ON a.loan_id = l.loan_id
-                WHERE l.borrower_id = k.borrower_id AND {ON_BOOK}) AS worst_class,
+                WHERE l.borrower_id = k.borrower_id AND {on_book()}) AS worst_class,
                (SELECT {recovery_word(f"max({recovery_rank('a.recovery_category')})")}
                 FROM loans l JOIN assessments a ON a.loan_id = l.loan_id
-                WHERE l.borrower_id = k.borrower_id AND {ON_BOOK}) AS recovery_category,
+                WHERE l.borrower_id = k.borrower_id AND {on_book()}) AS recovery_category,
                (SELECT group_concat(step, ', ') FROM (
                     SELECT t.step FROM collection_tasks t WHERE t.borrower_id = k.borrower_id AND t.status = 'open'
                     ORDER BY t.due_date, t.step)) AS open_steps,

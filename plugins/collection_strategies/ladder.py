@@ -12,6 +12,7 @@ next as old actions age out of the window).
 import json
 
 from loanrules import Param, ParamType, Strategy
+from loanrules.sqltext import days_after, days_before
 
 from .common import (
     ASSIGNEE_DOC,
@@ -20,7 +21,6 @@ from .common import (
     PRIORITY_DOC,
     PRIORITY_PARAMS,
     assignee,
-    days_after,
     key_level_join,
     per_borrower,
     priority,
@@ -66,7 +66,7 @@ recent AS MATERIALIZED (
     -- 0.24 s of 1M actions)
     FROM collections c CROSS JOIN collection_loans p
     WHERE p.loan_id = c.loan_id
-      AND c.action_date >= {days_after(':as_of', '-:repeat_days')} AND c.action_date <= :as_of
+      AND c.action_date >= {days_before(':as_of', ':repeat_days')} AND c.action_date <= :as_of
     GROUP BY p.borrower_id
 ),
 reached AS MATERIALIZED (

@@ -2,6 +2,7 @@
 transfer compensation comes (REFERENCE.md §4: large amounts, large arrears, long time spans, hard to collect)."""
 
 from loanrules import Param, ParamType, Strategy
+from loanrules.sqltext import days_after, days_before
 
 from .common import (
     ASSIGNEE_DOC,
@@ -10,7 +11,6 @@ from .common import (
     PRIORITY_DOC,
     PRIORITY_PARAMS,
     assignee,
-    days_after,
     key_level_join,
     per_borrower,
     priority,
@@ -43,7 +43,7 @@ stepped AS (
            CASE WHEN v.land_transfer_expected_date >= :as_of
                      AND v.land_transfer_expected_date <= {days_after(':as_of', ':window_days')}
                     THEN 'land_transfer_collection'
-                WHEN s.last_meeting <= {days_after(':as_of', '-:report_after_days')} AND s.recovered = 0
+                WHEN s.last_meeting <= {days_before(':as_of', ':report_after_days')} AND s.recovered = 0
                      AND NOT s.reported
                     THEN 'township_report'
                 ELSE 'village_cadre_meeting' END AS step

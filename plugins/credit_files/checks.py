@@ -19,7 +19,7 @@ check enabled without it is skipped with the reason.
 """
 
 from loanrules import Check, Derivation, Param, ParamType, Severity
-from loanrules.sqltext import NON_PERFORMING, yuan
+from loanrules.sqltext import current_class, non_performing, on_book, yuan
 
 PRACTICE = "Rural credit cooperative management guidance, credit files (REFERENCE.md §4)"
 LISTS_SOURCE = "the required documents per guarantee type are typical policy, parameters"
@@ -58,7 +58,6 @@ _NPL_DOC = ("A finding on a non-performing loan (the computed class when cn-five
             "else the recorded class: substandard, doubtful, loss) is critical while `critical_if_non_performing` "
             "is true (unless the check's severity is overridden).")
 
-_ON_BOOK = "coalesce(l.written_off, 0) = 0"
 _KIND = (f"CASE WHEN l.guarantee_type IN ({', '.join(repr(kind) for kind in GUARANTEE_TYPES)}) "
          f"THEN l.guarantee_type ELSE '' END")
 
@@ -88,11 +87,11 @@ _EXPECTED = ("CASE l.guarantee_type "
                         for kind in GUARANTEE_TYPES)
              + " ELSE (SELECT expected FROM lists WHERE kind = '') END")
 
-_NPL_FLAG = f"coalesce(a.risk_class, x.recorded_class) IN {NON_PERFORMING}"
+_NPL_FLAG = non_performing(loan="x")
 _SEVERITY = f"CASE WHEN :critical_if_non_performing AND {_NPL_FLAG} THEN 'critical' END"
 _LOAN_TEXT = (f"coalesce(x.guarantee_type, 'unknown guarantee type') || ' loan, ' || "
               f"{yuan('x.outstanding_principal')} || ' yuan outstanding' || "
-              f"CASE WHEN {_NPL_FLAG} THEN ', non-performing: ' || coalesce(a.risk_class, x.recorded_class) "
+              f"CASE WHEN {_NPL_FLAG} THEN ', non-performing: ' || {current_class(loan='x')} "
               f"ELSE '' END")
 
 
@@ -120,7 +119,7 @@ REQUIRED_DOCUMENT_MISSING = Check(
                          {_EXPECTED} AS expected,
                          (SELECT json_group_array(d.doc_type) FROM documents d WHERE d.loan_id = l.loan_id) AS held
                   FROM loans l
-                  WHERE {_ON_BOOK})
+                  WHERE {on_book()})
             WHERE held IS NOT expected
         ),
         per_loan AS MATERIALIZED (
@@ -136,7 +135,7 @@ REQUIRED_DOCUMENT_MISSING = Check(
                ' (' || {_LOAN_TEXT} || ')' AS message,
                json_object('guarantee_type', x.guarantee_type, 'missing', json(x.missing),
                            'required', json(x.expected), 'outstanding_fen', x.outstanding_principal,
-                           'risk_class', coalesce(a.risk_class, x.recorded_class),
+                           'risk_class', {current_class(loan='x')},
                            'class_source', CASE WHEN a.risk_class IS NOT NULL THEN 'computed' ELSE 'recorded' END,
                            'non_performing', json(CASE WHEN {_NPL_FLAG} THEN 'true' ELSE 'false' END)) AS details
         FROM per_loan x
@@ -211,7 +210,7 @@ def _flag_check(*, check_id: str, title: str, severity: Severity, prefix: str, s
                 FROM (SELECT l.loan_id, l.borrower_id, l.guarantee_type, l.outstanding_principal, l.recorded_class,
                              {_KIND} AS kind, g.{prefix}_no, g.{prefix}_blank
                       FROM {DOCUMENT_FLAGS.table} g CROSS JOIN loans l ON l.loan_id = g.loan_id
-                      WHERE (g.{prefix}_no IS NOT NULL OR g.{prefix}_blank IS NOT NULL) AND {_ON_BOOK}) x
+                      WHERE (g.{prefix}_no IS NOT NULL OR g.{prefix}_blank IS NOT NULL) AND {on_book()}) x
             )
             SELECT x.loan_id, x.borrower_id, {severity_sql} AS severity,
                    coalesce('{said_no} ' || {_text('x.recorded_no')}, '') ||
@@ -222,7 +221,7 @@ def _flag_check(*, check_id: str, title: str, severity: Severity, prefix: str, s
                                '{missing_words}', json(coalesce(x.recorded_no, '[]')),
                                'not_recorded', json(coalesce(x.not_recorded, '[]')),
                                'outstanding_fen', x.outstanding_principal,
-                               'risk_class', coalesce(a.risk_class, x.recorded_class),
+                               'risk_class', {current_class(loan='x')},
                                'class_source',
                                CASE WHEN a.risk_class IS NOT NULL THEN 'computed' ELSE 'recorded' END,
                                'non_performing', json(CASE WHEN {_NPL_FLAG} THEN 'true' ELSE 'false' END))

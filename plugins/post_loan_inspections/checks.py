@@ -18,31 +18,38 @@ Conventions shared by the checks below:
 """
 
 from loanrules import Check, Param, ParamType, Severity
-from loanrules.sqltext import NON_PERFORMING, yuan
+from loanrules.sqltext import (
+    NON_PERFORMING,
+    current_class,
+    days_after,
+    days_before,
+    days_between,
+    non_performing,
+    on_book,
+    yuan,
+)
 
 PRACTICE = "Rural credit cooperative management guidance, post-loan management (REFERENCE.md §4)"
-_ON_BOOK = "coalesce(l.written_off, 0) = 0"
-_CLASS = "coalesce(a.risk_class, l.recorded_class)"
 _CLASS_SOURCE = "CASE WHEN a.risk_class IS NOT NULL THEN 'computed' ELSE 'recorded' END"
 
 
 def _before(days: str) -> str:
     """SQL: the ISO date ``days`` (an SQL integer expression) days before the as-of."""
-    return f"date(:as_of, printf('%+d days', -({days})))"
+    return days_before(":as_of", days)
 
 
 def _days_since(date: str) -> str:
-    return f"CAST(julianday(:as_of) - julianday({date}) AS INTEGER)"
+    return days_between(date, ":as_of")
 
 
 # The non-performing loans on the books, with the class that made them so: the loans the two NPL checks judge.
 # Materialized first, so that their inspections are looked up for them alone (left to itself, SQLite looks up
 # every loan's before it joins the class).
 _NPL_LOANS = f"""
-    SELECT l.loan_id, l.borrower_id, l.outstanding_principal, {_CLASS} AS risk_class,
+    SELECT l.loan_id, l.borrower_id, l.outstanding_principal, {current_class()} AS risk_class,
            {_CLASS_SOURCE} AS class_source
     FROM loans l LEFT JOIN assessments a ON a.loan_id = l.loan_id
-    WHERE {_ON_BOOK} AND {_CLASS} IN {NON_PERFORMING}
+    WHERE {on_book()} AND {non_performing()}
 """
 
 
@@ -156,15 +163,14 @@ FIRST_VISIT_MISSING = Check(
     sql=f"""
         WITH missed AS MATERIALIZED (
             SELECT l.loan_id, l.borrower_id, l.origination_date, l.outstanding_principal,
-                   date(l.origination_date, printf('%+d days', :within_days)) AS window_end
+                   {days_after('l.origination_date', ':within_days')} AS window_end
             FROM loans l
-            WHERE {_ON_BOOK} AND l.origination_date IS NOT NULL
+            WHERE {on_book()} AND l.origination_date IS NOT NULL
               AND l.origination_date < {_before(':within_days')}
               AND (:lookback_days <= 0 OR l.origination_date >= {_before(':lookback_days')})
               AND NOT EXISTS (SELECT 1 FROM inspections i
                               WHERE i.loan_id = l.loan_id AND i.inspection_date >= l.origination_date
-                                AND i.inspection_date <= date(l.origination_date,
-                                                              printf('%+d days', :within_days)))
+                                AND i.inspection_date <= {days_after('l.origination_date', ':within_days')})
         ),
         dated AS MATERIALIZED (
             SELECT m.*, (SELECT min(i.inspection_date) FROM inspections i
@@ -177,12 +183,12 @@ FIRST_VISIT_MISSING = Check(
                ' days (by ' || window_end || '): ' ||
                CASE WHEN first_later IS NULL THEN 'not inspected since'
                     ELSE 'first inspected on ' || first_later || ', ' ||
-                         CAST(julianday(first_later) - julianday(origination_date) AS INTEGER) ||
+                         {days_between('origination_date', 'first_later')} ||
                          ' days after origination' END AS message,
                json_object('origination_date', origination_date, 'window_end', window_end,
                            'within_days', :within_days, 'first_inspection_date', first_later,
                            'days_to_first_inspection',
-                           CAST(julianday(first_later) - julianday(origination_date) AS INTEGER),
+                           {days_between('origination_date', 'first_later')},
                            'outstanding_fen', outstanding_principal) AS details
         FROM dated
     """,
@@ -228,7 +234,7 @@ PERFORMING_OVERDUE = Check(
         WITH stale AS MATERIALIZED (
             SELECT l.loan_id, l.borrower_id, l.origination_date, l.outstanding_principal
             FROM loans l LEFT JOIN assessments a ON a.loan_id = l.loan_id
-            WHERE {_ON_BOOK} AND coalesce({_CLASS}, 'normal') NOT IN {NON_PERFORMING}
+            WHERE {on_book()} AND coalesce({current_class()}, 'normal') NOT IN {NON_PERFORMING}
               AND (l.origination_date IS NULL OR l.origination_date < {_before(_SHORTER)})
               AND l.loan_id NOT IN (SELECT i.loan_id FROM inspections i
                                     WHERE i.inspection_date >= {_before(_SHORTER)} AND i.inspection_date <= :as_of)
@@ -305,7 +311,7 @@ CASH_COLLECTED = Check(
         FROM collections c JOIN loans l ON l.loan_id = c.loan_id
         WHERE c.channel IN (SELECT value FROM json_each(:cash_channels))
           AND (:since_days <= 0 OR (c.action_date >= {_before(':since_days')} AND c.action_date <= :as_of))
-          AND {_ON_BOOK}
+          AND {on_book()}
     """,
 )
 

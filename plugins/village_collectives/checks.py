@@ -2,7 +2,17 @@
 transfer as the moment to collect (REFERENCE.md §4, the cooperatives' own practice)."""
 
 from loanrules import Check, Param, ParamType, Severity
-from loanrules.sqltext import NON_PERFORMING, yuan
+from loanrules.sqltext import (
+    basis_points,
+    current_class,
+    days_after,
+    days_between,
+    non_performing,
+    on_book,
+    percent_text,
+    ratio,
+    yuan,
+)
 
 PRACTICE = "Rural credit cooperative management guidance, village collective loans (REFERENCE.md §4)"
 
@@ -26,28 +36,13 @@ def _collective_loans(joins: str = "") -> str:
     return f"""
         borrowers b CROSS JOIN loans l {joins}
         WHERE l.borrower_id = b.borrower_id AND b.borrower_type IN (SELECT value FROM json_each(:collective_types))
-          AND coalesce(l.written_off, 0) = 0
+          AND {on_book()}
     """
 
 
 _COLLECTIVE_LOANS = _collective_loans()
 _COLLECTIVES_DOC = ("A village collective is a borrower whose borrowers.borrower_type is one of `collective_types` "
                     "(village_collective); its loans on the books are the ones not written off.")
-
-
-def _basis_points(param: str) -> str:
-    """SQL: a DECIMAL parameter (a share) as whole basis points, so that comparisons are exact in integers."""
-    return f"CAST(round({param} * 10000) AS INTEGER)"
-
-
-def _percent(numerator: str, denominator: str) -> str:
-    """SQL text for a share as a percentage; 'n/a' when the denominator is zero or missing."""
-    return (f"CASE WHEN ({denominator}) > 0 THEN printf('%.2f%%', 100.0 * ({numerator}) / ({denominator})) "
-            f"ELSE 'n/a' END")
-
-
-def _ratio(numerator: str, denominator: str) -> str:
-    return f"CASE WHEN ({denominator}) > 0 THEN round(1.0 * ({numerator}) / ({denominator}), 4) END"
 
 
 def _collective(alias: str) -> str:
@@ -63,7 +58,7 @@ def _loans_json(alias: str) -> str:
                                              'interest_arrears_fen', interest_arrears,
                                              'days_past_due', days_past_due))
          FROM (SELECT loan_id, outstanding_principal, interest_arrears, days_past_due FROM loans
-               WHERE borrower_id = {alias}.borrower_id AND coalesce(written_off, 0) = 0 ORDER BY loan_id))
+               WHERE borrower_id = {alias}.borrower_id AND {on_book('')} ORDER BY loan_id))
     """
 
 # One row per village collective with loans on the books: its exposure and interest in arrears.
@@ -125,7 +120,7 @@ INTEREST_ARREARS = Check(
     sql=f"""
         SELECT borrower_id,
                {_collective('y')} || ': interest in arrears ' || {yuan('y.arrears')} || ' yuan, ' ||
-               {_percent('y.arrears', 'y.exposure')} || ' of its outstanding principal ' ||
+               {percent_text('y.arrears', 'y.exposure')} || ' of its outstanding principal ' ||
                {yuan('y.exposure')} || ' yuan: above ' ||
                CASE WHEN y.over_share AND y.over_amount
                     THEN printf('%.2f%%', :max_arrears_share * 100) || ' and above ' || {yuan(':max_arrears')} ||
@@ -138,11 +133,11 @@ INTEREST_ARREARS = Check(
                            'reasons', json(CASE WHEN y.over_share AND y.over_amount THEN '["share","amount"]'
                                                 WHEN y.over_share THEN '["share"]' ELSE '["amount"]' END),
                            'interest_arrears_fen', y.arrears, 'exposure_fen', y.exposure,
-                           'share', {_ratio('y.arrears', 'y.exposure')}, 'max_arrears_share', :max_arrears_share,
+                           'share', {ratio('y.arrears', 'y.exposure')}, 'max_arrears_share', :max_arrears_share,
                            'max_arrears_fen', :max_arrears, 'loan_count', y.loan_count,
                            'loans', json({_loans_json('y')})) AS details
         FROM (SELECT x.*,
-                     x.exposure > 0 AND x.arrears * 10000 > x.exposure * {_basis_points(':max_arrears_share')}
+                     x.exposure > 0 AND x.arrears * 10000 > x.exposure * {basis_points(':max_arrears_share')}
                      AS over_share,
                      x.arrears > :max_arrears AS over_amount
               FROM ({_PER_COLLECTIVE}) x) y
@@ -199,18 +194,18 @@ PORTFOLIO_SHARE = Check(
     sql=f"""
         SELECT 'portfolio' AS subject,
                'village collectives owe ' || {yuan('v.exposure')} || ' yuan (' || v.borrower_count ||
-               ' collectives, ' || v.loan_count || ' loans), ' || {_percent('v.exposure', 't.total')} ||
+               ' collectives, ' || v.loan_count || ' loans), ' || {percent_text('v.exposure', 't.total')} ||
                ' of the book''s outstanding principal ' || {yuan('t.total')} || ' yuan, above ' ||
                printf('%.2f%%', :max_share * 100) AS message,
                json_object('exposure_fen', v.exposure, 'book_fen', t.total,
-                           'share', {_ratio('v.exposure', 't.total')}, 'max_share', :max_share,
+                           'share', {ratio('v.exposure', 't.total')}, 'max_share', :max_share,
                            'borrower_count', v.borrower_count, 'loan_count', v.loan_count) AS details
         FROM (SELECT coalesce(sum(l.outstanding_principal), 0) AS exposure, count(*) AS loan_count,
                      count(DISTINCT l.borrower_id) AS borrower_count
               FROM {_COLLECTIVE_LOANS}) v
         CROSS JOIN (SELECT coalesce(sum(outstanding_principal), 0) AS total FROM loans
-                    WHERE coalesce(written_off, 0) = 0) t
-        WHERE v.exposure * 10000 > t.total * {_basis_points(':max_share')}
+                    WHERE {on_book('')}) t
+        WHERE v.exposure * 10000 > t.total * {basis_points(':max_share')}
     """,
 )
 
@@ -241,25 +236,25 @@ LAND_TRANSFER = Check(
                CASE WHEN v.land_compensation_amount IS NULL THEN 'an amount not recorded'
                     ELSE {yuan('v.land_compensation_amount')} || ' yuan' END || ' on ' ||
                v.land_transfer_expected_date || ' (in ' ||
-               CAST(julianday(v.land_transfer_expected_date) - julianday(:as_of) AS INTEGER) || ' days): ' ||
+               {days_between(':as_of', 'v.land_transfer_expected_date')} || ' days): ' ||
                'the moment to collect loan ' || l.loan_id || ' of village collective ' || l.borrower_id ||
-               ' (' || coalesce(a.risk_class, l.recorded_class) || ', outstanding ' ||
+               ' (' || {current_class()} || ', outstanding ' ||
                {yuan('l.outstanding_principal')} || ' yuan, interest in arrears ' ||
                {yuan('coalesce(l.interest_arrears, 0)')} || ' yuan)' AS message,
                json_object('village', v.village, 'township', v.township,
                            'land_transfer_expected_date', v.land_transfer_expected_date,
                            'days_until_transfer',
-                           CAST(julianday(v.land_transfer_expected_date) - julianday(:as_of) AS INTEGER),
+                           {days_between(':as_of', 'v.land_transfer_expected_date')},
                            'land_compensation_fen', v.land_compensation_amount, 'window_days', :window_days,
-                           'risk_class', coalesce(a.risk_class, l.recorded_class),
+                           'risk_class', {current_class()},
                            'class_source', CASE WHEN a.risk_class IS NOT NULL THEN 'computed' ELSE 'recorded' END,
                            'outstanding_fen', l.outstanding_principal, 'interest_arrears_fen', l.interest_arrears,
                            'days_past_due', l.days_past_due) AS details
         FROM {_collective_loans("JOIN villages v ON v.village = b.village "
                                 "LEFT JOIN assessments a ON a.loan_id = l.loan_id")}
           AND v.land_transfer_expected_date >= :as_of
-          AND v.land_transfer_expected_date <= date(:as_of, printf('%+d days', :window_days))
-          AND coalesce(a.risk_class, l.recorded_class) IN {NON_PERFORMING}
+          AND v.land_transfer_expected_date <= {days_after(':as_of', ':window_days')}
+          AND {non_performing()}
     """,
 )
 

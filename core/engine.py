@@ -36,7 +36,7 @@ from loanrules.plan import Planned
 from loanrules.sandbox import read_only
 from loanrules.schema import DERIVED_TABLES, RECOVERY_CATEGORIES, RISK_CLASSES
 from loanrules.sqltext import NON_PERFORMING, current_class, literal, non_performing, on_book, rank_case, unrank_case
-from loanrules.store import json_dumps, quote_identifier, savepoint
+from loanrules.store import counted, json_dumps, quote_identifier, savepoint
 
 FINDING_COLUMNS = ("loan_id", "borrower_id", "collateral_id", "subject", "message", "details", "severity")
 TASK_COLUMNS = ("borrower_id", "loan_ids", "step", "assignee", "due_date", "priority", "done_when")
@@ -117,8 +117,7 @@ class Engine:
                                           f"JOIN ({earlier_snapshots}) s ON s.snapshot_id = t.snapshot_id")
             views.append(f"history_{name}")
         earlier_runs = (f"SELECT run_id, as_of FROM main.runs WHERE cooperative = {literal(scope.cooperative)} "
-                        f"AND as_of < {literal(scope.as_of)} AND superseded_by IS NULL "
-                        f"AND status IN ('succeeded', 'partial')")
+                        f"AND as_of < {literal(scope.as_of)} AND {counted()}")
         for name in ("assessments", "findings", "collection_tasks"):
             self._view(name, f"SELECT * FROM main.{name} WHERE run_id = {int(scope.run_id)}")
             previous = scope.previous_run_id

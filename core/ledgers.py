@@ -23,6 +23,7 @@ import attrs
 from loanrules.errors import UsageError
 from loanrules.schema import RECOVERY_CATEGORIES, RISK_CLASSES
 from loanrules.sqltext import current_class, days_between, non_performing, on_book, rank_case, unrank_case
+from loanrules.store import counted
 
 KEY_HOUSEHOLDS = "collection.key_households"  # the summary that lists a run's key households, one row each
 
@@ -35,9 +36,6 @@ OFFICER_COLUMNS = ("officer_id", "npl_lent_count", "npl_lent_fen", "npl_collecti
                    "recovered_fen", "actions", "tasks_open", "tasks_overdue", "tasks_done_on_time",
                    "tasks_done_late", "period_from", "as_of")
 
-def _counted(runs: str = "runs") -> str:
-    """SQL: the cooperative's runs that count are finished and not replaced by a re-run of the same as-of."""
-    return f"{runs}.superseded_by IS NULL AND {runs}.status IN ('succeeded', 'partial')"
 
 
 # ------------------------------------------------------------ open tasks
@@ -95,7 +93,7 @@ def _series(last: int | None) -> str:
                    date(lag(as_of) OVER (ORDER BY as_of, run_id), '+1 day') AS period_from
             FROM runs
             WHERE cooperative = :cooperative AND as_of <= :as_of
-              AND ({_counted()} OR run_id = :run_id)
+              AND ({counted()} OR run_id = :run_id)
         ) {limit}
     """
 
@@ -247,7 +245,7 @@ def period_start(conn: sqlite3.Connection, run: sqlite3.Row, since: str | None =
             raise UsageError(f"--since {since} is after run {run['run_id']}'s as-of {run['as_of']}")
         return day.isoformat()
     row = conn.execute(f"SELECT date(max(as_of), '+1 day') FROM runs WHERE cooperative = ? AND as_of < ? "
-                       f"AND {_counted()}", (run["cooperative"], run["as_of"])).fetchone()
+                       f"AND {counted()}", (run["cooperative"], run["as_of"])).fetchone()
     return row[0]
 
 
@@ -298,7 +296,7 @@ def officer_ledger(conn: sqlite3.Connection, run: sqlite3.Row, since: str | None
             SELECT t.assignee, sum(t.due_date IS NULL OR t.closed_on <= t.due_date) AS on_time,
                    sum(t.closed_on > t.due_date) AS late
             FROM runs r JOIN collection_tasks t ON t.run_id = r.run_id
-            WHERE r.cooperative = :cooperative AND r.as_of <= :as_of AND ({_counted('r')} OR r.run_id = :run_id)
+            WHERE r.cooperative = :cooperative AND r.as_of <= :as_of AND ({counted('r')} OR r.run_id = :run_id)
               AND t.status = 'done' AND t.closed_on >= coalesce(:period_from, '') AND t.closed_on <= :as_of
             GROUP BY t.assignee
         )
@@ -328,6 +326,6 @@ def made_plans(conn: sqlite3.Connection, run: sqlite3.Row) -> bool:
     """Whether any collection strategy ran (ok) in the cooperative's runs up to this one."""
     return conn.execute(f"""
         SELECT 1 FROM runs r JOIN run_contributions c ON c.run_id = r.run_id
-        WHERE r.cooperative = ? AND r.as_of <= ? AND ({_counted('r')} OR r.run_id = ?)
+        WHERE r.cooperative = ? AND r.as_of <= ? AND ({counted('r')} OR r.run_id = ?)
           AND c.kind = 'strategy' AND c.status = 'ok' LIMIT 1
     """, (run["cooperative"], run["as_of"], run["run_id"])).fetchone() is not None

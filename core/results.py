@@ -18,7 +18,7 @@ from loanrules.model import Severity, format_fen
 from loanrules.run import RESOLVED_SQL
 from loanrules.schema import RISK_CLASSES
 from loanrules.sqltext import on_book, rank_case
-from loanrules.store import latest_run_id
+from loanrules.store import COUNTED_STATUSES, latest_run_id
 
 EXPORTS = {
     "findings": ("findings", ("run_id", "check_id", "severity", "loan_id", "borrower_id", "collateral_id",
@@ -147,7 +147,7 @@ def previous_run(conn: sqlite3.Connection, run: sqlite3.Row) -> sqlite3.Row | No
     return previous
 
 
-COMPARABLE_STATUSES = ("succeeded", "partial")
+COMPARABLE_STATUSES = COUNTED_STATUSES
 
 
 def check_comparable(older: sqlite3.Row, newer: sqlite3.Row) -> None:

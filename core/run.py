@@ -28,6 +28,7 @@ from loanrules.registry import Registry
 from loanrules.staging import staged_snapshot
 from loanrules.store import (
     connect,
+    counted,
     database_lock,
     ensure_schema,
     ensure_snapshot_table,
@@ -91,8 +92,8 @@ def _previous(conn: sqlite3.Connection, cooperative: str, as_of: str) -> tuple[i
         "SELECT snapshot_id, as_of FROM snapshots WHERE cooperative = ? AND as_of < ? "
         "ORDER BY as_of DESC, snapshot_id DESC LIMIT 1", (cooperative, as_of)).fetchone()
     run = conn.execute(
-        "SELECT run_id FROM runs WHERE cooperative = ? AND as_of < ? AND status IN ('succeeded', 'partial') "
-        "AND superseded_by IS NULL ORDER BY as_of DESC, run_id DESC LIMIT 1", (cooperative, as_of)).fetchone()
+        f"SELECT run_id FROM runs WHERE cooperative = ? AND as_of < ? AND {counted()} "
+        "ORDER BY as_of DESC, run_id DESC LIMIT 1", (cooperative, as_of)).fetchone()
     return (snapshot[0] if snapshot else None, run[0] if run else None, snapshot[1] if snapshot else None)
 
 

@@ -228,8 +228,18 @@ def recover_dead_runs(conn: sqlite3.Connection) -> list[int]:
     return dead
 
 
+# A run whose results count (for "the latest", "the previous as-of", history and ledgers): it finished,
+# cleanly or partly, and no re-run of its cooperative's as-of replaced it.
+COUNTED_STATUSES = ("succeeded", "partial")
+
+
+def counted(runs: str = "runs") -> str:
+    """SQL: the rows of ``runs`` (a table name or alias) whose results count."""
+    return f"{runs}.superseded_by IS NULL AND {runs}.status IN ('succeeded', 'partial')"
+
+
 def latest_run_id(conn: sqlite3.Connection, cooperative: str | None = None) -> int | None:
-    sql = "SELECT run_id FROM runs WHERE status IN ('succeeded', 'partial') AND superseded_by IS NULL"
+    sql = f"SELECT run_id FROM runs WHERE {counted()}"
     params: tuple = ()
     if cooperative is not None:
         sql += " AND cooperative = ?"

@@ -754,7 +754,7 @@ def _table(records: list[dict], columns: dict[str, str], widths: dict[str, int] 
                     maxcolwidths=[(widths or {}).get(key) for key in columns])
 
 
-TASK_TABLE = {"borrower_id": "borrower", "name": "name", "step": "step", "due_date": "due",
+TASK_TABLE = {"borrower_id": "borrower", "name": "name", "step": "step", "why": "why", "due_date": "due",
               "days_overdue": "days\noverdue", "priority": "priority", "loan_ids": "loans", "opened_on": "opened"}
 HOUSEHOLD_TABLE = {"as_of": "as of", "loans": "loans", "outstanding_yuan": "outstanding",
                    "interest_arrears_yuan": "interest\narrears", "worst_class": "worst class",
@@ -779,7 +779,8 @@ OFFICER_TABLE = {"officer_id": "officer", "npl_lent_count": "NPL lent\nloans", "
 def tasks_command(session, db, run_id, assignee, overdue, fmt, config_path):
     """Today's open collection tasks, by assignee: overdue first, then by priority.
 
-    Names are masked unless the config sets [privacy] show_personal_data = true.
+    The table's "why" says in a few words why the strategy chose the step; CSV and JSON give its `details`
+    in full. Names are masked unless the config sets [privacy] show_personal_data = true.
     """
     conn = results.open_results(db)
     run = results.resolve_run(conn, run_id)
@@ -788,7 +789,8 @@ def tasks_command(session, db, run_id, assignee, overdue, fmt, config_path):
     records = [masker.row(row) for row in ledgers.open_tasks(conn, run, assignee, overdue)]
     if fmt != "table":
         if fmt == "json":
-            records = [{**r, "loan_ids": json.loads(r["loan_ids"] or "[]")} for r in records]
+            records = [{**r, "loan_ids": json.loads(r["loan_ids"] or "[]"),
+                        "details": json.loads(r["details"]) if r["details"] else None} for r in records]
         _write_records(records, fmt, ledgers.TASK_COLUMNS)
         return
     overdue_count = sum(r["days_overdue"] > 0 for r in records)
@@ -797,10 +799,11 @@ def tasks_command(session, db, run_id, assignee, overdue, fmt, config_path):
     if not records:
         click.echo("(none)")
     for who, group in itertools.groupby(records, key=lambda r: r["assignee"]):
-        group = [{**r, "loan_ids": ", ".join(json.loads(r["loan_ids"] or "[]"))} for r in group]
+        group = [{**r, "loan_ids": ", ".join(json.loads(r["loan_ids"] or "[]")), "why": ledgers.why(r["details"])}
+                 for r in group]
         late = sum(r["days_overdue"] > 0 for r in group)
         click.echo(f"\n{who or '(unassigned)'}: {len(group)} open" + (f", {late} overdue" if late else ""))
-        click.echo(_table(group, TASK_TABLE, {"loan_ids": 30}))
+        click.echo(_table(group, TASK_TABLE, {"loan_ids": 30, "why": 30}))
 
 
 @cli.group()

@@ -39,7 +39,7 @@ from loanrules.sqltext import NON_PERFORMING, current_class, literal, non_perfor
 from loanrules.store import counted, json_dumps, quote_identifier, savepoint
 
 FINDING_COLUMNS = ("loan_id", "borrower_id", "collateral_id", "subject", "message", "details", "severity")
-TASK_COLUMNS = ("borrower_id", "loan_ids", "step", "assignee", "due_date", "priority", "done_when")
+TASK_COLUMNS = ("borrower_id", "loan_ids", "step", "assignee", "due_date", "priority", "done_when", "details")
 INSERT_BATCH = 10_000
 # The snapshot tables each facts table is built from: a contribution that reads the facts needs them too.
 FACT_SOURCES = {"borrower_facts": ("loans",), "collateral_facts": ("collateral", "pledges")}
@@ -403,8 +403,7 @@ class Engine:
         else:
             severity = ("CASE WHEN lower(f.severity) IN ('info', 'warning', 'critical') "
                         "THEN lower(f.severity) ELSE :check_severity END")
-        details = ("CASE WHEN f.details IS NULL OR json_valid(f.details) THEN f.details "
-                   "ELSE json_quote(f.details) END") if "details" in columns else "NULL"
+        details = _DETAILS if "details" in columns else "NULL"
         key = " || '|' || ".join(
             f"'{part}=' || ifnull({column(part)}, '')"
             for part in ("loan_id", "borrower_id", "collateral_id", "subject")
@@ -445,12 +444,15 @@ class Engine:
             missing = [c for c in ("borrower_id", "loan_ids", "step") if c not in columns]
             if missing:
                 raise ContributionFailed(f"its SQL returns no {', '.join(missing)} column(s)")
-            select = ", ".join(f"f.{c}" if c in columns else "NULL" for c in TASK_COLUMNS)
+            # details as findings' are: JSON text as given, other text stored as a JSON string
+            select = ", ".join(_DETAILS if c == "details" and c in columns else f"f.{c}" if c in columns else "NULL"
+                               for c in TASK_COLUMNS)
             self.conn.execute(f"INSERT INTO temp.staged_tasks SELECT {select} FROM ({item.sql}) f",
                               self._sql_params(planned))
         else:
             rows = ((t.borrower_id, json.dumps(list(t.loan_ids)), t.step, t.assignee,
-                     str(t.due_date) if t.due_date else None, int(t.priority), json.dumps(list(t.done_when)))
+                     str(t.due_date) if t.due_date else None, int(t.priority), json.dumps(list(t.done_when)),
+                     _json_or_none(t.details))
                     for t in _expect(item.evaluate(self._context(planned)), Task, item.id))
             self._insert_batches(f"INSERT INTO temp.staged_tasks VALUES ({', '.join('?' * len(TASK_COLUMNS))})",
                                  rows)
@@ -719,15 +721,19 @@ class Engine:
         return total
 
 
+# A contribution's ``details`` column: JSON text as given; any other value stored as a JSON string.
+_DETAILS = "CASE WHEN f.details IS NULL OR json_valid(f.details) THEN f.details ELSE json_quote(f.details) END"
+
 # Tonight's tasks of one strategy, settled against its open tasks of the previous as-of (see Task):
 # a previous open task closes as done (the first matching action on one of its loans since it opened),
 # cured (the strategy has no task for the borrower tonight), replaced (another step tonight) or carries
 # on (the same step: it keeps the day it opened and its due date). A proposal its action already did
-# is not opened again tonight. INSERT first, then WITH: Python's sqlite3 reports no rowcount for a
+# is not opened again tonight. An open task takes tonight's assignee, priority and details (why tonight's
+# step); a closed one keeps the details it had. INSERT first, then WITH: Python's sqlite3 reports no rowcount for a
 # statement that starts with WITH.
 SETTLE_TASKS = """
     INSERT INTO main.collection_tasks (run_id, task_id, borrower_id, loan_ids, step, assignee, due_date, priority,
-                                       status, strategy_id, opened_on, closed_on, closed_by, done_when)
+                                       status, strategy_id, opened_on, closed_on, closed_by, done_when, details)
     WITH earlier AS MATERIALIZED (
         SELECT t.*,
                (SELECT json_object('loan_id', c.loan_id, 'action', c.action, 'action_date', c.action_date,
@@ -751,11 +757,12 @@ SETTLE_TASKS = """
            CASE WHEN e.action IS NOT NULL THEN e.action
                 WHEN NOT e.planned THEN json_object('reason', 'no plan needed tonight')
                 WHEN e.again IS NULL THEN json_object('reason', 'another step tonight') END,
-           coalesce(p.done_when, e.done_when)
+           coalesce(p.done_when, e.done_when),
+           CASE WHEN e.action IS NULL AND e.again IS NOT NULL THEN p.details ELSE e.details END
     FROM earlier e LEFT JOIN temp.proposed_tasks p ON p.task_id = e.task_id
     UNION ALL
     SELECT :run_id, p.task_id, p.borrower_id, p.loan_ids, p.step, p.assignee, p.due_date, coalesce(p.priority, 0),
-           'open', :check_id, :as_of, NULL, NULL, p.done_when
+           'open', :check_id, :as_of, NULL, NULL, p.done_when, p.details
     FROM temp.proposed_tasks p
     WHERE p.task_id NOT IN (SELECT task_id FROM earlier)
 """

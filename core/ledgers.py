@@ -15,12 +15,15 @@ has no start.
 from __future__ import annotations
 
 import datetime
+import json
+import re
 import sqlite3
 from typing import Any
 
 import attrs
 
 from loanrules.errors import UsageError
+from loanrules.model import format_fen
 from loanrules.schema import RECOVERY_CATEGORIES, RISK_CLASSES
 from loanrules.sqltext import current_class, days_between, non_performing, on_book, rank_case, unrank_case
 from loanrules.store import counted
@@ -28,7 +31,7 @@ from loanrules.store import counted
 KEY_HOUSEHOLDS = "collection.key_households"  # the summary that lists a run's key households, one row each
 
 TASK_COLUMNS = ("task_id", "assignee", "borrower_id", "name", "step", "due_date", "days_overdue", "priority",
-                "loan_ids", "opened_on")
+                "loan_ids", "opened_on", "details")
 HOUSEHOLD_COLUMNS = ("borrower_id", "name", "run_id", "as_of", "period_from", "loans", "outstanding_fen",
                      "interest_arrears_fen", "worst_class", "worst_recovery_category", "key_household_level",
                      "plan", "closed_tonight", "actions", "action_kinds", "recovered_fen")
@@ -58,7 +61,8 @@ def open_tasks(conn: sqlite3.Connection, run: sqlite3.Row, assignee: str | None 
                overdue: bool = False) -> list[dict[str, Any]]:
     """The run's open tasks (TASK_COLUMNS): by assignee (unassigned last), overdue first, then by priority.
 
-    ``days_overdue`` counts the days from the due date to the as-of (0 when not past due);
+    ``days_overdue`` counts the days from the due date to the as-of (0 when not past due); ``details`` is
+    the strategy's JSON of why it chose the step (``why`` reads it in a few words);
     ``name`` is the borrower's, from the run's snapshot (personal data: mask it before it leaves).
     """
     where = ["t.run_id = :run_id", "t.status = 'open'"]
@@ -70,7 +74,7 @@ def open_tasks(conn: sqlite3.Connection, run: sqlite3.Row, assignee: str | None 
         SELECT t.task_id, t.assignee, t.borrower_id, b.name, t.step, t.due_date,
                CASE WHEN t.due_date < :as_of THEN {days_between('t.due_date', ':as_of')}
                     ELSE 0 END AS days_overdue,
-               t.priority, t.loan_ids, t.opened_on
+               t.priority, t.loan_ids, t.opened_on, t.details
         FROM collection_tasks t
         LEFT JOIN borrowers b ON b.snapshot_id = :snapshot_id AND b.borrower_id = t.borrower_id
         WHERE {' AND '.join(where)}
@@ -79,6 +83,56 @@ def open_tasks(conn: sqlite3.Connection, run: sqlite3.Row, assignee: str | None 
     params = {"run_id": run["run_id"], "as_of": run["as_of"], "snapshot_id": run["snapshot_id"],
               "assignee": assignee}
     return [dict(row) for row in conn.execute(sql, params)]
+
+
+# Why a step was chosen, in a few words, from the ``rule`` of a task's details and the figures beside it
+# (the rules of the collection strategies of cooperative-baseline; any other rule is shown as it is).
+_RULE_TEXTS = {
+    "large_amount": "large amount {at_risk}",
+    "repeat_without_recovery": "repeat: {action} {action_date}, nothing recovered",
+    "repeat_with_recovery": "repeat: {action} {action_date}, recovered {recovered}",
+    "floor_from_previous_step": "no step down from {previous_step}",
+    "land_transfer_within_window": "land transfer {land_transfer_expected_date}",
+    "no_recovery_since_meeting": "meeting {last_meeting}, nothing recovered",
+    "recovered_since_meeting": "recovered since meeting {last_meeting}",
+    "reported_since_meeting": "township told after meeting {last_meeting}",
+    "recent_meeting": "meeting {last_meeting}",
+    "no_meeting_yet": "no meeting yet",
+}
+_THRESHOLD = re.compile(r"^(?P<what>.*?)_?days_past_due(?P<op>>=|<)(?P<days>\d+)$")
+
+
+def why(details: str | None) -> str:
+    """A task's ``details`` (JSON text) as a few words: "180+ days", "repeat: visit 2026-11-02, nothing
+    recovered", "land transfer 2026-12-20". Details that are a JSON string are shown as they are; details
+    without a ``rule``, or none, show nothing."""
+    if not details:
+        return ""
+    try:
+        value = json.loads(details)
+    except ValueError:
+        return details
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict) or not isinstance(value.get("rule"), str):
+        return ""
+    rule = value["rule"]
+    threshold = _THRESHOLD.match(rule)
+    if threshold:
+        days = f"{threshold['days']}+ days" if threshold["op"] == ">=" else f"under {threshold['days']} days"
+        what = threshold["what"].replace("unrecoverable_for_now", "unrecoverable").replace("_", " ")
+        return f"{what}, {days}" if what else days
+    text = _RULE_TEXTS.get(rule)
+    if text is None:
+        return rule.replace("_", " ")
+    facts = {key: "?" if item is None else item for key, item in value.items()}
+    for name in ("at_risk", "recovered"):
+        amount = value.get(f"{name}_fen")
+        facts[name] = format_fen(amount) if isinstance(amount, int) else "?"
+    try:
+        return text.format_map(facts)
+    except (KeyError, IndexError, ValueError):
+        return rule.replace("_", " ")
 
 
 # ------------------------------------------------------------ household ledger

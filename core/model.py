@@ -231,8 +231,10 @@ class Strategy(_Contribution):
     borrower that needs collecting.
 
     ``sql`` yields ``borrower_id``, ``loan_ids`` (JSON array), ``step``,
-    ``assignee``, ``due_date``, ``priority`` and ``done_when`` (JSON array of
-    collection actions that complete the step); ``evaluate(ctx)`` yields
+    ``assignee``, ``due_date``, ``priority``, ``done_when`` (JSON array of
+    collection actions that complete the step) and ``details`` (JSON text: why
+    this step, e.g. the rule that chose it and the figures it saw; text that is
+    not JSON is stored as a JSON string); ``evaluate(ctx)`` yields
     ``Task``. The ``collection_tasks`` view shows the run's previous tasks as
     ``prev_collection_tasks`` (open ones carry on; see ``Task``).
     """
@@ -316,6 +318,10 @@ class Task:
     opened, as ``replaced`` when the strategy proposes another step for the
     borrower, and as ``cured`` when the strategy proposes nothing for the
     borrower any more.
+
+    ``details`` says why the step was chosen (JSON-able, like
+    ``Finding.details``): an open task carries tonight's, a closed one keeps
+    the last it had.
     """
 
     borrower_id: str
@@ -325,6 +331,7 @@ class Task:
     due_date: datetime.date | str | None = None
     priority: int = 0
     done_when: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # collections.action codes
+    details: Mapping[str, Any] | None = None
 
 
 @attrs.frozen(kw_only=True)

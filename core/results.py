@@ -26,10 +26,11 @@ EXPORTS = {
     "assessments": ("assessments", ("run_id", "loan_id", "borrower_id", "risk_class", "recorded_class",
                                     "recovery_category", "required_provision", "reasons"), ("required_provision",)),
     # the task's lifecycle too: the strategy that planned it, the day it opened, the day it closed and what
-    # closed it (JSON: the matching action, or the reason), and the actions that mark it done (JSON array)
+    # closed it (JSON: the matching action, or the reason), the actions that mark it done (JSON array), and
+    # why the strategy chose the step (JSON: its details)
     "tasks": ("collection_tasks", ("run_id", "task_id", "borrower_id", "loan_ids", "step", "assignee", "due_date",
                                    "priority", "status", "strategy_id", "opened_on", "closed_on", "closed_by",
-                                   "done_when"), ()),
+                                   "done_when", "details"), ()),
 }
 # Export-only columns for people, derived from a stored one.
 EXPLAINED = {"assessments": "reasons"}

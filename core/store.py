@@ -60,7 +60,7 @@ RESULT_TABLES: dict[str, dict] = {
     "collection_tasks": dict(
         columns={"run_id": int, "task_id": str, "borrower_id": str, "loan_ids": str, "step": str,
                  "assignee": str, "due_date": str, "priority": int, "status": str, "strategy_id": str,
-                 "opened_on": str, "closed_on": str, "closed_by": str, "done_when": str},
+                 "opened_on": str, "closed_on": str, "closed_by": str, "done_when": str, "details": str},
     ),
     # A run's report figures (loanrules.Summary): one row per figure row, its columns as a JSON object in order.
     "summaries": dict(

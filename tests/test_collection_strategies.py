@@ -102,6 +102,19 @@ def steps(night, strategy: str = LADDER) -> dict[str, str]:
     return {b: s for b, s, status in tasks(night, strategy) if status == "open"}
 
 
+def rules(night, strategy: str = LADDER) -> dict[str, str]:
+    """borrower -> the rule that chose the step of its open task tonight (details.rule)."""
+    return {b: json.loads(d)["rule"] for b, d in tasks(night, strategy, "borrower_id, details") if d is not None
+            and b in steps(night, strategy)}
+
+
+def why(night, borrower_id: str, strategy: str = LADDER) -> dict:
+    """The details of the borrower's open task tonight."""
+    (details,) = [d for b, d, status in tasks(night, strategy, "borrower_id, details, status")
+                  if b == borrower_id and status == "open"]
+    return json.loads(details)
+
+
 def overdue(night) -> list[tuple]:
     return query(night.db, "SELECT subject_key, message, details FROM findings WHERE run_id = ? AND check_id = ? "
                            "ORDER BY subject_key", (night.run_id, OVERDUE))
@@ -172,8 +185,11 @@ def test_four_nights_create_escalate_close_by_action_and_cure_and_flag_overdue(n
 def test_the_ladder_does_not_step_down_when_the_action_that_escalated_it_ages(night):
     night("2026-10-31", [npl("L1", "B1", 100)], collections=[action("L1", "2026-10-20", "visit")])
     assert steps(night) == {"B1": "special_team"}  # visited without a fen: the special team (no guarantee)
+    assert why(night, "B1")["rule"] == "repeat_without_recovery"
     night("2026-12-31", [npl("L1", "B1", 161)], collections=[action("L1", "2026-10-20", "visit")])
     assert steps(night) == {"B1": "special_team"}  # the visit is 72 days old, the base step a visit: still the team
+    assert why(night, "B1") == {"rule": "floor_from_previous_step", "previous_step": "special_team",
+                                "days_past_due": 161, "at_risk_fen": 5000000, "key_household_level": "leadership"}
 
 
 def test_an_open_task_due_today_is_not_overdue_and_grace_days_is_a_parameter(night):
@@ -206,6 +222,15 @@ def test_days_past_due_thresholds_choose_the_step(night):
         "B06": "guarantor_notice", "B07": "special_team",
         "B08": "special_team", "B09": "litigation",
     }
+    # the rule that chose each step, at its boundary; the details give the figures it saw
+    assert rules(night) == {
+        "B01": "days_past_due<90", "B02": "days_past_due>=90",
+        "B03": "days_past_due>=90", "B04": "days_past_due>=120", "B05": "days_past_due>=90",
+        "B06": "days_past_due>=120", "B07": "days_past_due>=180",
+        "B08": "days_past_due>=180", "B09": "days_past_due>=365",
+    }
+    assert why(night, "B07") == {"rule": "days_past_due>=180", "days_past_due": 180, "at_risk_fen": 5000000,
+                                 "key_household_level": "leadership"}  # no classification: no recovery category
     done_when = dict(query(night.db, "SELECT step, done_when FROM collection_tasks WHERE run_id = ?",
                            (night.run_id,)))
     assert {step: json.loads(actions) for step, actions in done_when.items()} == {
@@ -224,6 +249,9 @@ def test_a_large_amount_goes_to_the_special_team_from_exactly_the_limit(night):
         npl("L5", "B4", 20, "special_mention", outstanding_principal="2000000.00"),
     ])
     assert steps(night) == {"B1": "special_team", "B2": "site_visit", "B3": "special_team", "B4": "reminder_call"}
+    assert rules(night) == {"B1": "large_amount", "B2": "days_past_due>=90", "B3": "large_amount",
+                            "B4": "days_past_due<90"}
+    assert why(night, "B1")["at_risk_fen"] == 100000000
     # (another borrower: B1's open special_team task would keep it there, the ladder does not step down)
     night(days(1), [npl("L6", "B6", 96, outstanding_principal="990000.00", interest_arrears="10000.00")],
           params={LADDER: {"large_amount": "1000000.01"}})
@@ -236,7 +264,7 @@ def test_past_actions_escalate_within_repeat_days_unless_something_was_recovered
         npl("L1", "B1", 40, "special_mention"), npl("L2", "B2", 40, "special_mention"),
         npl("L3", "B3", 95), npl("L4", "B4", 95, **guaranteed), npl("L5", "B5", 95),
         npl("L6", "B6", 95, **guaranteed), npl("L7", "B7", 95), npl("L8", "B8", 400, "loss"),
-        npl("L9", "B9", 40, "special_mention"),
+        npl("L9", "B9", 40, "special_mention"), npl("L10", "B10", 40, "special_mention"),
     ], collections=[
         action("L1", days(-45), "call"),  # 45 days before the as-of: still counts
         action("L2", days(-46), "call"),  # 46: too old, call again
@@ -246,11 +274,24 @@ def test_past_actions_escalate_within_repeat_days_unless_something_was_recovered
         action("L6", days(-3), "guarantor_notice"), action("L7", days(-3), "guarantor_notice"),
         action("L8", days(-3), "litigation"),  # nothing past litigation without the write-off's condition
         action("L9", days(1), "call"),  # after the as-of: not yet
+        action("L10", days(-20), "visit"), action("L10", days(-5), "visit", "100.00"),  # what works goes on
     ])
     assert steps(night) == {"B1": "site_visit", "B2": "reminder_call", "B3": "special_team",
                             "B4": "guarantor_notice", "B5": "site_visit", "B6": "special_team",
                             "B7": "special_team",  # a guarantor notice without a guarantee: a written demand
-                            "B8": "litigation", "B9": "reminder_call"}
+                            "B8": "litigation", "B9": "reminder_call", "B10": "site_visit"}
+    # the rule, with the action (the latest of the furthest step taken) and its date; a threshold that gives
+    # the same step comes first (B5: 95 days; B8: 400 days)
+    assert rules(night) == {
+        "B1": "repeat_without_recovery", "B2": "days_past_due<90", "B3": "repeat_without_recovery",
+        "B4": "repeat_without_recovery", "B5": "days_past_due>=90", "B6": "repeat_without_recovery",
+        "B7": "repeat_without_recovery", "B8": "days_past_due>=365", "B9": "days_past_due<90",
+        "B10": "repeat_with_recovery"}
+    assert {b: (why(night, b)["action"], why(night, b)["action_date"]) for b in ("B1", "B3", "B4", "B6", "B7")} == {
+        "B1": ("call", days(-45)), "B3": ("visit", days(-3)), "B4": ("letter", days(-3)),
+        "B6": ("guarantor_notice", days(-3)), "B7": ("guarantor_notice", days(-3))}
+    assert why(night, "B10") == {"rule": "repeat_with_recovery", "action": "visit", "action_date": days(-5),
+                                 "recovered_fen": 10000, "days_past_due": 40, "at_risk_fen": 5000000}
     night(days(1), [npl("L0", "B0", 41, "special_mention")], collections=[action("L0", days(-44), "call")],
           params={LADDER: {"repeat_days": 44}})  # 44 days before the new as-of is 45 days too old
     assert steps(night) == {"B0": "reminder_call"}
@@ -264,6 +305,9 @@ def test_write_off_application_for_long_overdue_loans_unrecoverable_for_now(nigh
                  (night.run_id,)) == [("L1", "unrecoverable_for_now"), ("L2", "unrecoverable_for_now"),
                                       ("L3", "recoverable_with_effort")]
     assert steps(night) == {"B1": "write_off_application", "B2": "litigation", "B3": "litigation"}
+    assert rules(night) == {"B1": "unrecoverable_for_now_days_past_due>=1095", "B2": "days_past_due>=365",
+                            "B3": "days_past_due>=365"}
+    assert why(night, "B1")["recovery_category"] == "unrecoverable_for_now"
     (done_when,) = query(night.db, "SELECT done_when FROM collection_tasks WHERE run_id = ? AND borrower_id = 'B1'",
                          (night.run_id,))[0]
     assert json.loads(done_when) == ["write_off"]
@@ -418,6 +462,12 @@ def test_village_collective_meeting_then_township_report_when_nothing_came_of_it
         ("V5", "village_cadre_meeting", days(15), '["visit"]'),
         ("V6", "township_report", days(7), '["letter"]'),
     ]
+    assert rules(night, VILLAGE) == {
+        "V1": "no_meeting_yet", "V2": "no_recovery_since_meeting", "V3": "recent_meeting",
+        "V4": "recovered_since_meeting", "V5": "reported_since_meeting", "V6": "no_recovery_since_meeting"}
+    assert why(night, "V6", VILLAGE) == {"rule": "no_recovery_since_meeting", "last_meeting": days(-30),
+                                         "days_past_due": 400, "at_risk_fen": 5000000,
+                                         "key_household_level": "leadership"}
     assert tasks(night) == []  # the ladder leaves collectives alone
     night(days(1), loans[:2], collections=[action("L2", days(-30), "visit")], villages=[village()],
           params={VILLAGE: {"report_after_days": 32}})
@@ -431,8 +481,13 @@ def test_land_transfer_within_the_window_is_the_moment_to_collect(night, offset,
     if expected:  # it takes precedence over the township report
         assert tasks(night, VILLAGE, "step, due_date, done_when") == [
             ("land_transfer_collection", days(offset), '["settlement", "visit"]')]
+        assert why(night, "V1", VILLAGE) == {
+            "rule": "land_transfer_within_window", "land_transfer_expected_date": days(offset),
+            "last_meeting": days(-30), "days_past_due": 400, "at_risk_fen": 5000000,
+            "key_household_level": "leadership"}
     else:
         assert steps(night, VILLAGE) == {"V1": "township_report"}
+        assert "land_transfer_expected_date" not in why(night, "V1", VILLAGE)
 
 
 def test_land_transfer_window_is_a_parameter_and_the_village_strategy_works_without_villages(night):

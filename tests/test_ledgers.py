@@ -36,7 +36,10 @@ LADDER = Strategy(
                   CASE WHEN sum(outstanding_principal) >= 10000000 THEN 'leadership'
                        ELSE max(collection_officer_id) END AS assignee,
                   date(:as_of, '+7 days') AS due_date, sum(outstanding_principal) / 100 AS priority,
-                  CASE WHEN max(days_past_due) > 90 THEN '["visit"]' ELSE '["call"]' END AS done_when
+                  CASE WHEN max(days_past_due) > 90 THEN '["visit"]' ELSE '["call"]' END AS done_when,
+                  json_object('rule', CASE WHEN max(days_past_due) > 90 THEN 'days_past_due>=91'
+                                           ELSE 'days_past_due<91' END,
+                              'days_past_due', max(days_past_due)) AS details
            FROM loans WHERE days_past_due > 0 AND coalesce(written_off, 0) = 0 GROUP BY borrower_id""")
 KEY = Summary(
     id="collection.key_households", title="Key households", tables=("loans", "assessments"),
@@ -313,6 +316,10 @@ def test_tasks_are_grouped_by_assignee_overdue_first(runner, book):
     rows = [line for line in lines if line.startswith("B")]
     # OF1: B5's visit is overdue, so before B3's call though B3's priority (80,000) is higher than B5's (60,000)
     assert [line.split()[:3] for line in rows] == [["B5", "赵*", "visit"], ["B3", "王*", "call"], ["B2", "李*", "call"]]
+    # why the step: from the task's details
+    assert [line.split()[3:6] for line in rows] == [["91+", "days", "2026-11-08"], ["under", "91", "days"],
+                                                   ["under", "91", "days"]]
+    assert any(line.split()[:4] == ["borrower", "name", "step", "why"] for line in lines)
     assert "赵六" not in result.stdout
 
 
@@ -333,16 +340,40 @@ def test_tasks_export_as_csv_and_json(runner, book, tmp_path):
     assert rows == [
         {"task_id": "local.ladder:B5:visit", "assignee": "OF1", "borrower_id": "B5", "name": "赵*", "step": "visit",
          "due_date": "2026-11-08", "days_overdue": "12", "priority": "60000", "loan_ids": '["L6"]',
-         "opened_on": "2026-11-01"},
+         "opened_on": "2026-11-01", "details": '{"days_past_due": 419, "rule": "days_past_due>=91"}'},
         {"task_id": "local.ladder:B1:visit", "assignee": "OF2", "borrower_id": "B1", "name": "张*", "step": "visit",
          "due_date": "2026-11-27", "days_overdue": "0", "priority": "95000", "loan_ids": '["L1"]',
-         "opened_on": "2026-11-20"},
+         "opened_on": "2026-11-20", "details": '{"days_past_due": 139, "rule": "days_past_due>=91"}'},
     ]
     config = tmp_path / "coop.toml"
     config.write_text("[privacy]\nshow_personal_data = true\n", encoding="utf-8")
     shown = json.loads(invoke(runner, "tasks", "--db", book, "--format", "json", "--config", config).stdout)
     assert [(r["name"], r["loan_ids"], r["days_overdue"]) for r in shown] == [("赵六", ["L6"], 12),
                                                                               ("张三", ["L1"], 0)]
+    assert shown[0]["details"] == {"rule": "days_past_due>=91", "days_past_due": 419}  # JSON, not text
+
+
+@pytest.mark.parametrize(("details", "expected"), [
+    ({"rule": "days_past_due>=180", "days_past_due": 200}, "180+ days"),
+    ({"rule": "days_past_due<90", "days_past_due": 40}, "under 90 days"),
+    ({"rule": "unrecoverable_for_now_days_past_due>=1095"}, "unrecoverable, 1095+ days"),
+    ({"rule": "large_amount", "at_risk_fen": 100000000}, "large amount 1000000.00"),
+    ({"rule": "repeat_without_recovery", "action": "visit", "action_date": "2026-11-02"},
+     "repeat: visit 2026-11-02, nothing recovered"),
+    ({"rule": "repeat_with_recovery", "action": "visit", "action_date": "2026-11-02", "recovered_fen": 10050},
+     "repeat: visit 2026-11-02, recovered 100.50"),
+    ({"rule": "floor_from_previous_step", "previous_step": "special_team"}, "no step down from special_team"),
+    ({"rule": "land_transfer_within_window", "land_transfer_expected_date": "2026-12-20"}, "land transfer 2026-12-20"),
+    ({"rule": "no_recovery_since_meeting", "last_meeting": "2026-10-31"}, "meeting 2026-10-31, nothing recovered"),
+    ({"rule": "no_meeting_yet"}, "no meeting yet"),
+    ({"rule": "repeat_without_recovery"}, "repeat without recovery"),  # facts missing: the rule alone
+    ({"rule": "a_rule_of_another_plugin", "x": 1}, "a rule of another plugin"),
+    ("over 90 days", "over 90 days"),  # a strategy's text, stored as a JSON string
+    ({"days_past_due": 3}, ""),
+    (None, ""),
+])
+def test_why_says_in_a_few_words_which_rule_chose_the_step(details, expected):
+    assert ledgers.why(None if details is None else json.dumps(details)) == expected
 
 
 def test_ledger_households_exports_yuan_and_masks_names(runner, book, tmp_path):
@@ -427,6 +458,8 @@ def test_export_tasks_has_each_task_lifecycle(runner, book, tmp_path):
         "local.ladder:B5:visit": ("open", "local.ladder", "2026-11-01", "", '["visit"]'),
         "local.ladder:B1:visit": ("open", "local.ladder", "2026-11-20", "", '["visit"]'),
     }
+    # why: a closed task keeps the details it had (B2's call, proposed 19 days past due on night 2)
+    assert json.loads(rows["local.ladder:B2:call"]["details"]) == {"rule": "days_past_due<91", "days_past_due": 19}
     closed_by = json.loads(rows["local.ladder:B2:call"]["closed_by"])
     assert (closed_by["action"], closed_by["action_date"], closed_by["loan_id"]) == ("call", "2026-11-12", "L2")
     assert rows["local.ladder:B5:visit"]["closed_by"] == ""
@@ -435,6 +468,7 @@ def test_export_tasks_has_each_task_lifecycle(runner, book, tmp_path):
     assert invoke(runner, "export", "workbook", "--db", book, "-o", path).exit_code == 0
     sheet = openpyxl.load_workbook(path)["tasks"]
     headings = [cell.value for cell in sheet[1]]
+    assert headings[-1] == "details"  # the workbook's tasks sheet has the export's columns
     done = next(row for row in sheet.iter_rows(min_row=2) if row[headings.index("task_id")].value.endswith("B2:call"))
     for name, day in (("opened_on", 1), ("closed_on", 12)):
         cell = done[headings.index(name)]

@@ -24,7 +24,9 @@ LADDER = Strategy(
                   CASE WHEN max(days_past_due) > 90 THEN 'visit' ELSE 'call' END AS step,
                   'officer-' || borrower_id AS assignee, date(:as_of, '+7 days') AS due_date,
                   sum(outstanding_principal) / 100 AS priority,
-                  CASE WHEN max(days_past_due) > 90 THEN '["visit", "letter"]' ELSE '["call"]' END AS done_when
+                  CASE WHEN max(days_past_due) > 90 THEN '["visit", "letter"]' ELSE '["call"]' END AS done_when,
+                  json_object('rule', CASE WHEN max(days_past_due) > 90 THEN 'days_past_due>90' ELSE 'overdue' END,
+                              'days_past_due', max(days_past_due)) AS details
            FROM loans WHERE days_past_due > 0 GROUP BY borrower_id""")
 OVERDUE = Check(
     id="local.task_overdue", title="Open task past its due date", tables=("loans", "collection_tasks"),
@@ -142,3 +144,71 @@ def test_a_strategy_proposing_one_step_twice_for_a_borrower_fails_alone(tmp_path
                          registry=registry, packs=("local-twice",))
     (outcome,) = result.outcomes
     assert outcome.status == "failed" and "step 'call' twice" in outcome.reason
+
+
+def details(db, run_id):
+    """task_id -> (status, details) of the night's tasks."""
+    return {task: (status, json.loads(text) if text else None) for task, status, text in query(
+        db, "SELECT task_id, status, details FROM collection_tasks WHERE run_id = ? ORDER BY task_id", (run_id,))}
+
+
+def test_details_say_why_tonight_and_closed_tasks_keep_their_last(night):
+    first = night("2026-11-01", [loan("L1", days_past_due="10"), loan("L2", "B2", days_past_due="5"),
+                                 loan("L3", "B3", days_past_due="30")])
+    assert details(night.db, first.run_id) == {
+        "local.ladder:B1:call": ("open", {"rule": "overdue", "days_past_due": 10}),
+        "local.ladder:B2:call": ("open", {"rule": "overdue", "days_past_due": 5}),
+        "local.ladder:B3:call": ("open", {"rule": "overdue", "days_past_due": 30}),
+    }
+    # carried on: tonight's details (as tonight's assignee and priority), the opening day kept
+    second = night("2026-11-10", [loan("L1", days_past_due="19"), loan("L2", "B2", days_past_due="14"),
+                                  loan("L3", "B3", days_past_due="39")])
+    assert details(night.db, second.run_id) == {
+        "local.ladder:B1:call": ("open", {"rule": "overdue", "days_past_due": 19}),
+        "local.ladder:B2:call": ("open", {"rule": "overdue", "days_past_due": 14}),
+        "local.ladder:B3:call": ("open", {"rule": "overdue", "days_past_due": 39}),
+    }
+    # closed: each keeps the details it had (B3's call is done though proposed again tonight, with 49 days);
+    # the step that replaces B1's has its own
+    third = night("2026-11-20", [loan("L1", days_past_due="99"), loan("L2", "B2", days_past_due="0"),
+                                 loan("L3", "B3", days_past_due="49")], [action("L3", "2026-11-15")])
+    assert details(night.db, third.run_id) == {
+        "local.ladder:B1:call": ("replaced", {"rule": "overdue", "days_past_due": 19}),
+        "local.ladder:B1:visit": ("open", {"rule": "days_past_due>90", "days_past_due": 99}),
+        "local.ladder:B2:call": ("cured", {"rule": "overdue", "days_past_due": 14}),
+        "local.ladder:B3:call": ("done", {"rule": "overdue", "days_past_due": 39}),
+    }
+
+
+def test_details_that_are_not_json_are_stored_as_a_json_string_and_python_tasks_give_theirs(tmp_path):
+    """Like a finding's details: text that is not JSON is kept, quoted, rather than failing the strategy."""
+    (tmp_path / "details.py").write_text(textwrap.dedent('''
+        from loanrules import Pack, Strategy, Task, hookimpl
+
+        def plan(ctx):
+            yield Task(borrower_id="B2", loan_ids=["L2"], step="call", details={"rule": "by hand", "days": 3})
+            yield Task(borrower_id="B3", loan_ids=["L3"], step="call")
+
+        @hookimpl
+        def register_strategies(register):
+            register(Strategy(id="local.text", title="t",
+                              sql="SELECT borrower_id, json_array(loan_id) AS loan_ids, 'call' AS step, "
+                                  "CASE loan_id WHEN 'L1' THEN 'over 90 days' ELSE '{\\"rule\\": \\"x\\"}' END "
+                                  "AS details FROM loans WHERE loan_id IN ('L1', 'L2')"))
+            register(Strategy(id="local.python", title="t", evaluate=plan))
+
+        @hookimpl
+        def register_packs(register):
+            register(Pack(name="local-details", version="1.0.0", title="t", members=["local.text", "local.python"]))
+    '''), encoding="utf-8")
+    registry = Registry.from_plugins(PluginManager((tmp_path,), builtins=False))
+    snapshot = write_snapshot(tmp_path / "s", loans=[loan("L1"), loan("L2", "B2"), loan("L3", "B3")])
+    result = execute_run(tmp_path / "db", snapshot, as_of="2026-11-01", config=parse_config({}),
+                         registry=registry, packs=("local-details",))
+    assert result.status == "succeeded", [o.reason for o in result.outcomes]
+    assert query(tmp_path / "db", "SELECT task_id, details FROM collection_tasks ORDER BY task_id") == [
+        ("local.python:B2:call", '{"days": 3, "rule": "by hand"}'),
+        ("local.python:B3:call", None),
+        ("local.text:B1:call", '"over 90 days"'),
+        ("local.text:B2:call", '{"rule": "x"}'),
+    ]

@@ -24,6 +24,7 @@ from .common import (
     key_level_join,
     per_borrower,
     priority,
+    recovery_word,
 )
 
 # (step, the collection actions that complete it, default days to its due date); the rank is the position.
@@ -49,6 +50,7 @@ _STEP = _case("s.step_rank", ((rank, f"'{step}'") for step, rank in RANK.items()
 _DONE_WHEN = _case("s.step_rank", ((RANK[step], f"'{json.dumps(list(actions))}'") for step, actions, _ in LADDER))
 _DUE_DAYS = _case("s.step_rank", ((RANK[step], f":{step}_due_days") for step, _, _ in LADDER))
 _STEP_RANK = _case("t.step", ((f"'{step}'", rank) for step, rank in RANK.items()))
+_REACHED_STEP = _case("s.reached", ((rank, f"'{step}'") for step, rank in RANK.items()))
 _TAKEN_RANK = _case("c.action", ((f"'{action}'", rank) for action, rank in _TAKEN.items()))
 
 LADDER_SQL = f"""
@@ -61,7 +63,11 @@ recent AS MATERIALIZED (
     -- the collection actions of the last repeat_days days on the plan's loans: the furthest step taken, and
     -- whether anything was recovered
     SELECT p.borrower_id, max({_TAKEN_RANK}) AS taken_rank, max(c.action = 'guarantor_notice') AS guarantor_notified,
-           sum(coalesce(c.amount_recovered, 0)) AS recovered
+           sum(coalesce(c.amount_recovered, 0)) AS recovered,
+           -- for the task's details: the latest action of the furthest step taken (rank, date, action), and the
+           -- latest guarantor notice
+           max({_TAKEN_RANK} || c.action_date || c.action) AS taken_key,
+           max(CASE WHEN c.action = 'guarantor_notice' THEN c.action_date END) AS notice_date
     -- the actions of the window, then their loan by its key (faster than each loan's actions: 0.18 s against
     -- 0.24 s of 1M actions)
     FROM collections c CROSS JOIN collection_loans p
@@ -81,6 +87,10 @@ weighed AS (
            max(coalesce(r.taken_rank, 0),
                CASE WHEN r.guarantor_notified THEN CASE WHEN x.guaranteed THEN 3 ELSE 2 END ELSE 0 END) AS taken,
            coalesce(r.recovered, 0) AS recovered,
+           CASE WHEN r.guarantor_notified AND CASE WHEN x.guaranteed THEN 3 ELSE 2 END >= coalesce(r.taken_rank, 0)
+                THEN 'guarantor_notice' ELSE substr(r.taken_key, 12) END AS taken_action,
+           CASE WHEN r.guarantor_notified AND CASE WHEN x.guaranteed THEN 3 ELSE 2 END >= coalesce(r.taken_rank, 0)
+                THEN r.notice_date ELSE substr(r.taken_key, 2, 10) END AS taken_date,
            CASE WHEN p.reached_rank = 3 AND NOT x.guaranteed THEN 2
                 ELSE min(coalesce(p.reached_rank, 0), {RANK['litigation']}) END AS reached
     FROM per_borrower x
@@ -89,28 +99,55 @@ weighed AS (
     LEFT JOIN reached p ON p.borrower_id = x.borrower_id
     WHERE coalesce(b.borrower_type, 'household') IN (SELECT value FROM json_each(:borrower_types))
 ),
-stepped AS (
+stepped AS MATERIALIZED (  -- its ranks are read several times below: computed once
     SELECT w.*,
-           CASE WHEN w.write_off THEN {RANK['write_off_application']} ELSE max(
-               CASE WHEN w.days_past_due >= :litigation_days THEN {RANK['litigation']}
-                    WHEN w.days_past_due >= :special_team_days OR (w.has_npl AND w.at_risk >= :large_amount)
-                        THEN {RANK['special_team']}
-                    WHEN w.days_past_due >= :guarantor_notice_days AND w.guaranteed THEN {RANK['guarantor_notice']}
-                    WHEN w.days_past_due >= :site_visit_days THEN {RANK['site_visit']}
-                    ELSE {RANK['reminder_call']} END,
-               w.reached,
-               CASE WHEN w.taken = 0 THEN 0
-                    WHEN w.recovered > 0 THEN w.taken
-                    WHEN w.taken = {RANK['site_visit']} AND NOT w.guaranteed THEN {RANK['special_team']}
-                    ELSE min(w.taken + 1, {RANK['litigation']}) END) END AS step_rank
+           CASE WHEN w.days_past_due >= :litigation_days THEN {RANK['litigation']}
+                WHEN w.days_past_due >= :special_team_days OR (w.has_npl AND w.at_risk >= :large_amount)
+                    THEN {RANK['special_team']}
+                WHEN w.days_past_due >= :guarantor_notice_days AND w.guaranteed THEN {RANK['guarantor_notice']}
+                WHEN w.days_past_due >= :site_visit_days THEN {RANK['site_visit']}
+                ELSE {RANK['reminder_call']} END AS threshold_rank,
+           CASE WHEN w.days_past_due >= :litigation_days THEN 'days_past_due>=' || :litigation_days
+                WHEN w.days_past_due >= :special_team_days THEN 'days_past_due>=' || :special_team_days
+                WHEN w.has_npl AND w.at_risk >= :large_amount THEN 'large_amount'
+                WHEN w.days_past_due >= :guarantor_notice_days AND w.guaranteed
+                    THEN 'days_past_due>=' || :guarantor_notice_days
+                WHEN w.days_past_due >= :site_visit_days THEN 'days_past_due>=' || :site_visit_days
+                ELSE 'days_past_due<' || :site_visit_days END AS threshold_rule,
+           CASE WHEN w.taken = 0 THEN 0
+                WHEN w.recovered > 0 THEN w.taken
+                WHEN w.taken = {RANK['site_visit']} AND NOT w.guaranteed THEN {RANK['special_team']}
+                ELSE min(w.taken + 1, {RANK['litigation']}) END AS repeat_rank
     FROM weighed w
+),
+chosen AS MATERIALIZED (  -- step_rank is read three times below
+    -- the step is the highest of the thresholds, the repeat and the floor (write-off overrides all); its details
+    -- name the first of those that gives it, the rule, with the facts of that rule
+    SELECT s.*,
+           CASE WHEN s.write_off THEN {RANK['write_off_application']}
+                ELSE max(s.threshold_rank, s.reached, s.repeat_rank) END AS step_rank,
+           CASE WHEN s.write_off THEN json_object('rule', 'unrecoverable_for_now_days_past_due>=' || :write_off_days)
+                WHEN s.threshold_rank >= s.reached AND s.threshold_rank >= s.repeat_rank
+                    THEN json_object('rule', s.threshold_rule)
+                WHEN s.repeat_rank >= s.reached AND s.recovered > 0
+                    THEN json_object('rule', 'repeat_with_recovery', 'action', s.taken_action,
+                                     'action_date', s.taken_date, 'recovered_fen', s.recovered)
+                WHEN s.repeat_rank >= s.reached
+                    THEN json_object('rule', 'repeat_without_recovery', 'action', s.taken_action,
+                                     'action_date', s.taken_date)
+                ELSE json_object('rule', 'floor_from_previous_step', 'previous_step', {_REACHED_STEP}) END AS why
+    FROM stepped s
 )
 SELECT s.borrower_id, s.loan_ids, {_STEP} AS step,
        {assignee('k', 's.officer')} AS assignee,
        {days_after(':as_of', _DUE_DAYS)} AS due_date,
        {priority('s.at_risk', 's.recovery_rank')} AS priority,
-       {_DONE_WHEN} AS done_when
-FROM stepped s
+       {_DONE_WHEN} AS done_when,
+       -- why this step, and the borrower's figures (json_patch drops the members that are NULL)
+       json_patch(s.why, json_object('days_past_due', s.days_past_due, 'at_risk_fen', s.at_risk,
+                                     'recovery_category', {recovery_word('s.recovery_rank')},
+                                     'key_household_level', k.level)) AS details
+FROM chosen s
 {key_level_join('k', 's.borrower_id')}
 """
 
@@ -185,7 +222,11 @@ ESCALATION_LADDER = Strategy(
         "is the highest of these. Works without collections.csv (no past actions) and without borrowers.csv "
         "(everyone a household). "
         f"{ASSIGNEE_DOC} Due date: the as-of plus `<step>_due_days` (7, 15, 15, 30, 60, 90 in ladder order). "
-        f"{PRIORITY_DOC}"
+        f"{PRIORITY_DOC} `details` says why: `rule` (the first of these that gives the step: "
+        "`unrecoverable_for_now_days_past_due>=N`, a threshold `days_past_due>=N` or `large_amount` (below "
+        "every one: `days_past_due<N`), `repeat_without_recovery` or `repeat_with_recovery` with the `action` "
+        "and `action_date`, `floor_from_previous_step` with `previous_step`), `days_past_due`, `at_risk_fen`, "
+        "`recovery_category` and `key_household_level` when known."
     ),
     sql=LADDER_SQL,
 )

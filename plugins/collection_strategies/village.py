@@ -14,6 +14,7 @@ from .common import (
     key_level_join,
     per_borrower,
     priority,
+    recovery_word,
 )
 
 VILLAGE_SQL = f"""
@@ -39,7 +40,7 @@ since AS MATERIALIZED (
     GROUP BY m.borrower_id
 ),
 stepped AS (
-    SELECT x.*, v.land_transfer_expected_date AS transfer_date,
+    SELECT x.*, v.land_transfer_expected_date AS transfer_date, s.last_meeting, s.recovered, s.reported,
            CASE WHEN v.land_transfer_expected_date >= :as_of
                      AND v.land_transfer_expected_date <= {days_after(':as_of', ':window_days')}
                     THEN 'land_transfer_collection'
@@ -58,7 +59,20 @@ SELECT s.borrower_id, s.loan_ids, s.step, {assignee('k', 's.officer')} AS assign
        {priority('s.at_risk', 's.recovery_rank')} AS priority,
        CASE s.step WHEN 'land_transfer_collection' THEN '["settlement", "visit"]'
                    WHEN 'township_report' THEN '["letter"]'
-                   ELSE '["visit"]' END AS done_when
+                   ELSE '["visit"]' END AS done_when,
+       -- why this step (json_patch drops the members that are NULL)
+       json_patch('{{}}', json_object(
+           'rule', CASE s.step WHEN 'land_transfer_collection' THEN 'land_transfer_within_window'
+                               WHEN 'township_report' THEN 'no_recovery_since_meeting'
+                               ELSE CASE WHEN s.last_meeting IS NULL THEN 'no_meeting_yet'
+                                         WHEN s.recovered > 0 THEN 'recovered_since_meeting'
+                                         WHEN s.reported THEN 'reported_since_meeting'
+                                         ELSE 'recent_meeting' END END,
+           'days_past_due', s.days_past_due, 'at_risk_fen', s.at_risk,
+           'recovery_category', {recovery_word('s.recovery_rank')}, 'key_household_level', k.level,
+           'land_transfer_expected_date',
+               CASE WHEN s.step = 'land_transfer_collection' THEN s.transfer_date END,
+           'last_meeting', s.last_meeting)) AS details
 FROM stepped s
 {key_level_join('k', 's.borrower_id')}
 """
@@ -101,7 +115,11 @@ VILLAGE_COLLECTIVE = Strategy(
         "3. `village_cadre_meeting` (done by a visit), due `meeting_due_days` (15) days after the as-of: "
         "otherwise.\n\n"
         "Needs borrowers.csv (to tell the collectives); without villages.csv there is no land transfer step, "
-        f"without collections.csv no meeting has happened. {ASSIGNEE_DOC} {PRIORITY_DOC}"
+        f"without collections.csv no meeting has happened. {ASSIGNEE_DOC} {PRIORITY_DOC} `details` says why: "
+        "`rule` (`land_transfer_within_window` with `land_transfer_expected_date`, `no_recovery_since_meeting`, "
+        "or for a meeting `no_meeting_yet`, `recent_meeting`, `recovered_since_meeting`, "
+        "`reported_since_meeting`), `last_meeting`, `days_past_due`, `at_risk_fen`, `recovery_category` and "
+        "`key_household_level` when known."
     ),
     sql=VILLAGE_SQL,
 )

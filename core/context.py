@@ -4,10 +4,11 @@ Inside a run every table name means *this* snapshot and *this* run:
 ``loans``, ``borrowers`` ... are views of the snapshot being run,
 ``prev_loans`` ... of the cooperative's previous as-of (empty without one),
 ``history_loans`` ... of every earlier as-of (with an ``as_of`` column),
-``assessments`` and ``findings`` of the current run (``prev_`` and
-``history_`` of them likewise), and ``borrower_facts``
-and ``collateral_facts`` are per-borrower and per-collateral aggregates the
-core builds once per run. Read in batches (``ctx.batches``) so memory stays
+``assessments``, ``findings`` and ``collection_tasks`` of the current run
+(``prev_`` and ``history_`` of them likewise), ``borrower_facts`` and
+``collateral_facts`` are per-borrower and per-collateral aggregates the core
+builds once per run, and a derivation's table (``effective_collateral`` ...)
+is there once a contribution that lists it runs. Read in batches (``ctx.batches``) so memory stays
 flat: the core never calls a plugin once per loan.
 """
 

@@ -633,8 +633,9 @@ def _export_report_tables(session, conn, run, masker, fmt: str, output: str | No
 @run_option
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="csv needs exactly one summary.")
+@config_option
 @pass_session
-def summaries_command(session, summary_ids, db, run_id, fmt):
+def summaries_command(session, summary_ids, db, run_id, fmt, config_path):
     """A run's report figures (collateral coverage by type, agency scorecard ...), as stored with the run.
 
     SUMMARY_IDS are ids or prefixes (`collateral`); default all. Money in yuan; shares as percentages
@@ -642,7 +643,7 @@ def summaries_command(session, summary_ids, db, run_id, fmt):
     """
     conn = results.open_results(db)
     run = results.resolve_run(conn, run_id)
-    stored = results.summaries(conn, run, summary_ids)
+    stored = results.summaries(conn, run, summary_ids, _masker(session, config_path))
     if summary_ids and not stored:
         raise click.ClickException(f"run {run['run_id']} stored no summary {', '.join(summary_ids)} "
                                    f"(see `loanrules checks`: kind summary)")

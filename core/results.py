@@ -15,6 +15,7 @@ import attrs
 
 from loanrules.errors import UsageError
 from loanrules.model import Severity, format_fen
+from loanrules.privacy import Masker
 from loanrules.run import RESOLVED_SQL
 from loanrules.schema import RISK_CLASSES
 from loanrules.sqltext import on_book, rank_case
@@ -349,13 +350,16 @@ class StoredSummary:
     rows: tuple[dict, ...]  # as stored: money in integer fen, shares as fractions
 
 
-def summaries(conn: sqlite3.Connection, run: sqlite3.Row, selected: Sequence[str] = ()) -> list[StoredSummary]:
-    """A run's stored summaries, in id order; ``selected`` ids or prefixes (``collateral``) narrow them."""
+def summaries(conn: sqlite3.Connection, run: sqlite3.Row, selected: Sequence[str] = (),
+              masker: Masker | None = None) -> list[StoredSummary]:
+    """A run's stored summaries, in id order; ``selected`` ids or prefixes (``collateral``) narrow them.
+    With a ``masker``, personal columns (a borrower's ``name``, ``id_number``) leave masked as everywhere."""
     found: dict[str, list[dict]] = {}
     for summary_id, data in conn.execute(
             "SELECT summary_id, data FROM summaries WHERE run_id = ? ORDER BY summary_id, row_no", (run["run_id"],)):
         if not selected or any(summary_id == s or summary_id.startswith(s + ".") for s in selected):
-            found.setdefault(summary_id, []).append(json.loads(data))
+            row = json.loads(data)
+            found.setdefault(summary_id, []).append(masker.row(row) if masker is not None else row)
     # a summary with no rows stores none: it still has a recorded outcome for the run
     for (summary_id,) in conn.execute(
             "SELECT contribution_id FROM run_contributions WHERE run_id = ? AND kind = 'summary' AND status = 'ok'",

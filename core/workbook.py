@@ -414,21 +414,12 @@ def summary_sheets(conn: sqlite3.Connection, run: sqlite3.Row, masker: Masker,
     A summary declares no personal columns, so ID numbers are masked wherever they appear, and a ``name``
     only when the row is a borrower's (it has ``borrower_id``): an appraisal agency's name stays."""
     sheets = []
-    for summary in results.summaries(conn, run):
+    for summary in results.summaries(conn, run, masker=masker):
         title = (titles or {}).get(summary.summary_id, "")
-        rows = (_mask_summary_row(masker, row) for row in summary.rows)
+        rows = iter(summary.rows)
         sheets.append(Sheet(summary.summary_id, summary.columns, rows,
                             source=f"summary {summary.summary_id}" + (f": {title}" if title else "")))
     return sheets
-
-
-def _mask_summary_row(masker: Masker, row: dict) -> dict:
-    if masker.show:
-        return row
-    masked = masker.row(row)
-    if "name" in row and "borrower_id" not in row:
-        masked["name"] = row["name"]
-    return masked
 
 
 REPORT_KINDS = {"money": FEN, "share": SHARE, "date": DATE, "count": INTEGER, "text": TEXT}

@@ -189,11 +189,11 @@ def test_agency_scorecard_per_agency_with_its_standing(night):
     collateral = [house("C1"), house("C2", appraiser_id="AP9", appraisal_date="2024-01-01")]
     night(loans, collateral, [pledge("L1", "C1"), pledge("L2", "C2")])
     rows = {row["appraiser_id"]: row for row in summary(night.db, "collateral.agency_scorecard")}
-    assert rows["AP1"] == {"appraiser_id": "AP1", "name": "Agency One", "standing": "approved",
+    assert rows["AP1"] == {"appraiser_id": "AP1", "appraiser_name": "Agency One", "standing": "approved",
                            "collateral_count": 1, "appraised_value_fen": 10_000_000, "stale_count": 0,
                            "over_ltv_count": 0, "value_dropped_count": 0, "npl_backed_count": 0,
                            "npl_backed_share": 0.0, "overvalues": 0}
-    assert rows["AP9"]["standing"] == "not_on_list" and rows["AP9"]["name"] is None
+    assert rows["AP9"]["standing"] == "not_on_list" and rows["AP9"]["appraiser_name"] is None
     assert rows["AP9"]["stale_count"] == 1 and rows["AP9"]["npl_backed_share"] == 1.0
 
 

@@ -39,6 +39,8 @@ TOTALS = Summary(id="local.totals", title="Totals", columns=("loans", "outstandi
                  sql="SELECT count(*) AS loans, sum(outstanding_principal) AS outstanding_fen, "
                      "round(1.0 * (SELECT count(*) FROM findings WHERE check_id = 'local.maybe_big' "
                      "AND message = 'big') / count(*), 4) AS big_share FROM loans")
+PEOPLE = Summary(id="local.people", title="People", columns=("borrower_id", "name", "id_number"),
+                 sql="SELECT 'B1' AS borrower_id, '张三丰' AS name, '110101199003071234' AS id_number")
 BROKEN = Summary(id="local.broken", title="Broken", columns=("loans", "missing_column"),
                  sql="SELECT count(*) AS loans FROM loans")
 
@@ -59,6 +61,7 @@ def register_checks(register):
 @hookimpl
 def register_summaries(register):
     register(TOTALS)
+    register(PEOPLE)
     register(BROKEN)
 
 
@@ -68,6 +71,7 @@ def register_packs(register):
                   members=["local.big_loans", "local.needs_big", "local.maybe_big", "local.totals"]))
     register(Pack(name="local-readers", version="1.0.0", title="t",
                   members=["local.needs_big", "local.maybe_big", "local.totals", "local.broken"]))
+    register(Pack(name="local-people", version="1.0.0", title="t", members=["local.people"]))
     register(Pack(name="local-twice", version="1.0.0", title="t", members=["local.twice", "local.reads_twice"]))
 '''
 
@@ -214,3 +218,18 @@ def test_derivations_and_summaries_are_sql_with_declared_columns():
         Derivation(id="x.y", table="t", columns=("a",), title="t", evaluate=lambda ctx: [])
     with pytest.raises(ValueError, match="columns"):
         Summary(id="x.y", title="t", columns=(), sql="SELECT 1")
+
+
+def test_a_summarys_personal_columns_leave_masked_unless_the_config_shows_them(runner, tmp_path, snapshot,
+                                                                              plugin_dir):
+    db = tmp_path / "db"
+    invoke(runner, "--plugins-dir", plugin_dir, "run", snapshot, "--as-of", AS_OF, "--db", db,
+           "--pack", "local-people", "--quiet")
+    masked = json.loads(invoke(runner, "summaries", "local.people", "--db", db, "--format", "json").output)
+    assert masked["summaries"][0]["rows"] == [{"borrower_id": "B1", "name": "张**",
+                                               "id_number": "110101********1234"}]
+    config = tmp_path / "show.toml"
+    config.write_text("[privacy]\nshow_personal_data = true\n", encoding="utf-8")
+    shown = json.loads(invoke(runner, "summaries", "local.people", "--db", db, "--format", "json",
+                              "--config", config).output)
+    assert shown["summaries"][0]["rows"][0]["name"] == "张三丰"

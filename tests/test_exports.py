@@ -198,7 +198,7 @@ def test_names_and_id_numbers_are_masked_by_default(book, masked):
         text = "".join(archive.read(name).decode() for name in archive.namelist() if name.endswith(".xml"))
     assert not any(name in text for name in names.values() if len(name) > 1)
     assert not any(number in text for number in id_numbers.values())
-    # an appraisal agency's name is no borrower's: the scorecard keeps it
+    # an appraisal agency's name is no borrower's: the scorecard keeps it (a column of its own, appraiser_name)
     agencies = {name for (name,) in query(book.db, "SELECT name FROM appraisers")}
     scorecard = wb["collateral.agency_scorecard"]
     assert {row[1] for row in scorecard.iter_rows(min_row=2, values_only=True)} <= agencies

@@ -122,7 +122,7 @@ def collection(book: Book) -> Section:
         FROM collection_tasks WHERE run_id = :run_id GROUP BY step
     """)
 
-    key = summaries(book.conn, book.run, ("collection.key_households",))
+    key = summaries(book.conn, book.run, ("collection.key_households",), book.masker)
     strategies = {cid: v for cid, v in book.contributions.items() if v[0] == "strategy"}
     if not progress and not key:
         if any(v[1] == "ok" for v in strategies.values()):

@@ -20,7 +20,7 @@ def collateral(book: Book) -> Section:
     section_id, title = "collateral", "Collateral coverage and the appraisal-agency scorecard"
 
     ids = ("collateral.coverage_by_type", "collateral.agency_scorecard")
-    stored = {s.summary_id: s for s in summaries(book.conn, book.run, ids)}
+    stored = {s.summary_id: s for s in summaries(book.conn, book.run, ids, book.masker)}
     if not stored:
         return Section.without_data(section_id, title, book.why_not(book.outcome_of(ids), "collateral summary",
                                                                       "cooperative-baseline"))
@@ -46,7 +46,7 @@ def collateral(book: Book) -> Section:
                         ("value_dropped_count", "value dropped"), ("npl_backed_count", "secures an NPL"))
             charts.append(Chart("agency-scorecard", "Appraisal agencies: problems in the collateral they appraised",
                                 "stacked",
-                                [" ".join(str(x) for x in (r.get("appraiser_id"), r.get("name")) if x)
+                                [" ".join(str(x) for x in (r.get("appraiser_id"), r.get("appraiser_name")) if x)
                                  for r in agencies],
                                 [Series(label, [r.get(key) or 0 for r in agencies]) for key, label in problems],
                                 description="For each appraisal agency (largest appraised value first), how many "

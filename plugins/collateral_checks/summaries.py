@@ -71,7 +71,7 @@ AGENCY_SCORECARD = Summary(
     id="collateral.agency_scorecard",
     title="Appraisal agency scorecard",
     tables=("loans", "collateral", "pledges", "collateral_facts", "findings"),
-    columns=("appraiser_id", "name", "standing", "collateral_count", "appraised_value_fen", "stale_count",
+    columns=("appraiser_id", "appraiser_name", "standing", "collateral_count", "appraised_value_fen", "stale_count",
              "over_ltv_count", "value_dropped_count", "npl_backed_count", "npl_backed_share", "overvalues"),
     reference=f"{PRACTICE}: keep external appraisal agencies on an approved list and drop the ones that "
               "misbehave",
@@ -85,7 +85,7 @@ AGENCY_SCORECARD = Summary(
                 "reported it in this run. Collateral with no appraiser is left out. Money in fen.",
     sql=f"""
         WITH per_collateral AS MATERIALIZED ({_PER_COLLATERAL})
-        SELECT x.appraiser_id, ap.name,
+        SELECT x.appraiser_id, ap.name AS appraiser_name,  -- not "name": that is a borrower's, masked everywhere
                CASE WHEN NOT EXISTS (SELECT 1 FROM appraisers) THEN 'no_list'
                     WHEN ap.appraiser_id IS NULL THEN 'not_on_list'
                     WHEN ap.suspended = 1 THEN 'suspended'

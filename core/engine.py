@@ -516,12 +516,18 @@ class Engine:
             raise ContributionFailed(f"its SQL returns no {', '.join(map(repr, missing))} column(s)")
         self._create_derived(item.table, select=item.sql, params=self._sql_params(planned))
         key = quote_identifier(item.columns[0])
-        twice = self.conn.execute(f"SELECT {key} FROM temp.{quote_identifier(item.table)} "
-                                  f"GROUP BY {key} HAVING count(*) > 1 LIMIT 1").fetchone()
-        if twice is not None:
-            raise ContributionFailed(f"{item.columns[0]} {twice[0]!r} has more than one row in {item.table}")
-        self.conn.execute(f"CREATE INDEX temp.{quote_identifier(item.table + '_key')} "
-                          f"ON {quote_identifier(item.table)} ({key})")
+        try:  # one row per key: the index both serves the readers' lookups and proves it
+            self.conn.execute(f"CREATE UNIQUE INDEX temp.{quote_identifier(item.table + '_key')} "
+                              f"ON {quote_identifier(item.table)} ({key})")
+        except sqlite3.IntegrityError:
+            twice = self.conn.execute(f"SELECT {key} FROM temp.{quote_identifier(item.table)} "
+                                      f"GROUP BY {key} HAVING count(*) > 1 LIMIT 1").fetchone()
+            raise ContributionFailed(f"{item.columns[0]} {twice[0]!r} has more than one row in {item.table}") \
+                from None
+        nulls = self.conn.execute(f"SELECT count(*) FROM temp.{quote_identifier(item.table)} "
+                                  f"WHERE {key} IS NULL").fetchone()[0]  # a unique index lets NULLs repeat
+        if nulls > 1:
+            raise ContributionFailed(f"{item.columns[0]} None has more than one row in {item.table}")
         return self.conn.execute(f"SELECT count(*) FROM temp.{quote_identifier(item.table)}").fetchone()[0]
 
     def _create_derived(self, table: str, select: str | None, params: Mapping[str, Any] | None = None) -> None:

@@ -335,8 +335,8 @@ def test_every_village_check_runs_ok_and_finds_something_on_the_demo_cooperative
     demo.write_snapshot(snapshot, loans=500, seed=3)
     result = invoke(runner, "run", snapshot, "--as-of", demo.DEMO_AS_OF.isoformat(), "--pack", PACK,
                     "--db", db_path, "--quiet")
-    # the exit code also tells of the pack's other plugins: judged here are this plugin's checks alone
-    assert result.exit_code in (0, 1, 3), result.output
+    # the whole pack ran: no plugin failed (0: finished; 1 only with --fail-on, not given here)
+    assert result.exit_code == 0, result.output
     for check_id in CHECKS:
         assert contribution(db_path, check_id) == ("ok", None)
         assert findings(db_path, check_id), check_id

@@ -375,6 +375,7 @@ _TERM_TABLES = {product: _cumulative(pairs) for product, pairs in TERM_DAYS.item
 _DAYS_PAST_DUE_TABLE = _cumulative(DAYS_PAST_DUE)
 _DAYS_PAST_DUE_VILLAGE_TABLE = _cumulative(DAYS_PAST_DUE_VILLAGE)
 _COLLATERAL_TABLES = {kind: _cumulative(pairs) for kind, pairs in COLLATERAL_TYPES.items()}
+PLANTED_LAND_TRANSFERS = 2  # villages of long-overdue collectives expecting land compensation soon
 # The typical loan-to-value limits cooperatives lend to (issue 4's defaults): a demo officer lends within them.
 _TYPICAL_LTV = {"house": 0.70, "commercial_property": 0.60, "land_use_right": 0.50, "forest_right": 0.50,
                 "equipment": 0.50, "vehicle": 0.50, "deposit": 0.90, "bond": 0.90, "other": 0.50}
@@ -545,6 +546,7 @@ class _Book:
         self.open_group = None  # (group_id, members still to join)
         self.last_registration_no = ""
         self.shareable = None  # collateral waiting for a second borrower's loan: (collateral, lien_rank)
+        self.planted_transfers = 0
         while self.next_loan <= self.loan_count:
             borrower = self._borrower(opened=None)
             if self.next_loan > self.loan_count and self.shareable is not None:
@@ -595,7 +597,22 @@ class _Book:
             self._collateral(loan, borrower, share=opened is None)
             self._documents(loan)
             borrower.loans.append(loan)
+        if kind == "village_collective" and opened is None:
+            self._plant_land_transfer(borrower)
         return borrower
+
+    def _plant_land_transfer(self, borrower: _Borrower) -> None:
+        """The first few village collectives more than a year overdue live in a village whose land transfer is
+        expected some 75 days after the first as-of: the moment to collect, planted for the checks and the
+        collection strategy to find. Static facts only (no draw of the generator), so every snapshot agrees."""
+        if self.planted_transfers >= PLANTED_LAND_TRANSFERS:
+            return
+        if not any(loan.default_day <= self.first_as_of - 361 for loan in borrower.loans):
+            return
+        principal = sum(loan.principal for loan in borrower.loans)
+        self.geography.land_transfers[borrower.village] = (
+            self.first_as_of + 75 + 10 * self.planted_transfers, principal * 6 // 5 // 10_000 * 10_000)
+        self.planted_transfers += 1
 
     def _name(self, kind: str, village: int) -> str:
         rng = self.rng
@@ -890,9 +907,9 @@ class _Book:
                 writer.writerow(spec.column_names)
             snapshot = _SnapshotWriter(self, writers, day)
             snapshot.write_appraisers()
-            snapshot.write_villages()
             for borrower in self.borrowers(until=day):
                 snapshot.write_borrower(borrower)
+            snapshot.write_villages()  # after the borrowers: it holds the land transfers they plant
             snapshot.flush()
             return {spec.name: snapshot.written[spec.name] for spec in CANONICAL_TABLES}
 

@@ -302,3 +302,20 @@ def test_history_snapshots_keep_referential_integrity(history):
         assert {row["collateral_id"] for row in snapshot["pledges"]} <= {
             row["collateral_id"] for row in snapshot["collateral"]
         }
+
+
+def test_long_overdue_village_collectives_live_where_land_compensation_is_coming(history):
+    """The planted moment to collect: the first two village collectives more than a year overdue live in
+    villages whose land transfer is expected 75 and 85 days after the first as-of, in every snapshot alike."""
+    first = HISTORY_DATES[0]
+    planted = {(first + timedelta(days=75)).isoformat(), (first + timedelta(days=85)).isoformat()}
+    villages = [{row["village"]: row for row in snapshot["villages"]} for snapshot in history]
+    assert villages[0] == villages[1] == villages[2]  # static facts: every as-of agrees
+    expecting = {name for name, row in villages[0].items() if row["land_transfer_expected_date"] in planted}
+    assert len(expecting) == 2
+    snapshot = history[0]
+    collectives = {row["borrower_id"]: row["village"] for row in snapshot["borrowers"]
+                   if row["borrower_type"] == "village_collective"}
+    long_overdue = {collectives[row["borrower_id"]] for row in snapshot["loans"]
+                    if row["borrower_id"] in collectives and int(row["days_past_due"] or 0) > 360}
+    assert expecting <= long_overdue

@@ -510,10 +510,7 @@ class Engine:
 
     def _build_derivation(self, planned: Planned) -> int:
         item: Derivation = planned.item
-        present = self._columns(item.sql, planned, item.columns)
-        missing = [c for c in item.columns if c not in present]
-        if missing:
-            raise ContributionFailed(f"its SQL returns no {', '.join(map(repr, missing))} column(s)")
+        self._require_columns(planned, item.columns)
         self._create_derived(item.table, select=item.sql, params=self._sql_params(planned))
         key = quote_identifier(item.columns[0])
         try:  # one row per key: the index both serves the readers' lookups and proves it
@@ -546,10 +543,7 @@ class Engine:
     def _summarize(self, planned: Planned) -> int:
         """Store the summary's rows with the run, each as a JSON object of its columns in order."""
         item: Summary = planned.item
-        present = self._columns(item.sql, planned, item.columns)
-        missing = [c for c in item.columns if c not in present]
-        if missing:
-            raise ContributionFailed(f"its SQL returns no {', '.join(map(repr, missing))} column(s)")
+        self._require_columns(planned, item.columns)
         pairs = ", ".join(f"{literal(c)}, f.{quote_identifier(c)}" for c in item.columns)
         return self.conn.execute(
             f"INSERT INTO main.summaries (run_id, summary_id, row_no, data) "
@@ -712,6 +706,13 @@ class Engine:
             else:
                 present.append(column)
         return present
+
+    def _require_columns(self, planned: Planned, columns: Sequence[str]) -> None:
+        """A derivation's or summary's SQL returns every column it declares (found by compiling)."""
+        present = self._columns(planned.item.sql, planned, columns)
+        missing = [c for c in columns if c not in present]
+        if missing:
+            raise ContributionFailed(f"its SQL returns no {', '.join(map(repr, missing))} column(s)")
 
     def _insert_batches(self, sql: str, rows: Iterable[tuple]) -> int:
         batch, total = [], 0

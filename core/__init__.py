@@ -25,7 +25,7 @@ from loanrules.model import (  # noqa: E402
     Task,
     Verdict,
 )
-from loanrules.schema import Column, ColumnType, Reference, TableSpec  # noqa: E402
+from loanrules.schema import Column, ColumnType, Index, Reference, TableSpec  # noqa: E402
 
 __all__ = [
     "Check",
@@ -34,6 +34,7 @@ __all__ = [
     "ColumnType",
     "Derivation",
     "Finding",
+    "Index",
     "Pack",
     "Param",
     "ParamType",

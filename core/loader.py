@@ -408,12 +408,12 @@ def load_snapshot(conn: sqlite3.Connection, directory: str | Path, *, as_of: str
         "UPDATE snapshots SET sha256 = ?, row_counts = ?, quarantined = ? WHERE snapshot_id = ?",
         (combined, json_dumps(counts), quarantined, snapshot_id),
     )
-    _planner_statistics(conn, present)
+    _planner_statistics(conn, [tables[name] for name in present], snapshot_id)
     return LoadedSnapshot(snapshot_id, cooperative, as_of, combined, counts, tuple(present), quarantined,
                           tuple(problems.shown), problems.total)
 
 
-def _planner_statistics(conn: sqlite3.Connection, tables: Iterable[str]) -> None:
+def _planner_statistics(conn: sqlite3.Connection, specs: Iterable[TableSpec], snapshot_id: int) -> None:
     """Statistics for the query planner: sampled, with the two figures sampling gets wrong made exact.
 
     Without statistics the planner may read a whole snapshot through the key
@@ -422,31 +422,39 @@ def _planner_statistics(conn: sqlite3.Connection, tables: Iterable[str]) -> None
     (milliseconds) sees one snapshot in its 400 rows and estimates ~400 rows
     per snapshot_id, so a check reading a whole snapshot was planned as a
     short index walk (0.71 s against 0.21 s for a scan of 4.3M document rows).
-    The rows per table and per snapshot are known exactly from ``snapshots``.
+    The rows per table and per snapshot are known exactly from ``snapshots``;
+    an index with a condition of its own (``schema.Index.where``) holds fewer:
+    this snapshot's are counted through it, a short walk.
     """
     conn.execute("PRAGMA analysis_limit = 400")
-    tables = list(tables)
-    for name in tables:
-        conn.execute(f"ANALYZE main.{quote_identifier(name)}")
+    specs = list(specs)
+    for spec in specs:
+        conn.execute(f"ANALYZE main.{quote_identifier(spec.name)}")
     stored: dict[str, tuple[int, int]] = {}  # table -> (rows, snapshots holding rows)
     for (counts,) in conn.execute("SELECT row_counts FROM snapshots WHERE row_counts IS NOT NULL"):
         for name, rows in json.loads(counts).items():
             if rows:
                 total, snapshots = stored.get(name, (0, 0))
                 stored[name] = (total + rows, snapshots + 1)
-    for name in tables:
-        total, snapshots = stored.get(name, (0, 0))
+    for spec in specs:
+        total, snapshots = stored.get(spec.name, (0, 0))
         if not total:
             continue
+        conditions = {index.index_name(spec.name): index.where for index in spec.indexes if index.where}
         for index, stat in conn.execute("SELECT idx, stat FROM main.sqlite_stat1 WHERE tbl = ? AND idx IS NOT NULL",
-                                        (name,)).fetchall():
+                                        (spec.name,)).fetchall():
             first = conn.execute("SELECT name FROM pragma_index_info(?) WHERE seqno = 0", (index,)).fetchone()
             figures = stat.split()
             if not first or first[0] != "snapshot_id" or len(figures) < 2 or not figures[1].isdigit():
                 continue
-            figures[0], figures[1] = str(total), str(max(1, total // snapshots))
+            per_snapshot = total // snapshots
+            if index in conditions:
+                per_snapshot = conn.execute(
+                    f"SELECT count(*) FROM main.{quote_identifier(spec.name)} INDEXED BY {quote_identifier(index)} "
+                    f"WHERE snapshot_id = ? AND ({conditions[index]})", (snapshot_id,)).fetchone()[0]
+            figures[0], figures[1] = str(max(1, per_snapshot * snapshots)), str(max(1, per_snapshot))
             conn.execute("UPDATE main.sqlite_stat1 SET stat = ? WHERE tbl = ? AND idx = ?",
-                         (" ".join(figures), name, index))
+                         (" ".join(figures), spec.name, index))
     conn.execute("ANALYZE main.sqlite_schema")  # the planner reads the statistics again
 
 

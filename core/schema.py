@@ -61,17 +61,42 @@ class Reference:
 
 
 @attrs.frozen
+class Index:
+    """A stored index on (snapshot_id, *columns) over the rows ``where`` (SQL over the table's columns) holds.
+
+    Partial on purpose: by default without the rows whose first column is NULL, so that SQLite never takes it
+    for a scan of a whole snapshot (the rows would come in that column's order, not the key's: a scan of 1M
+    collateral took 0.29 s instead of 0.09 s, and the joins driven by it slowed likewise). A ``where`` of its
+    own keeps the few rows a check looks for, such as the documents without an original or a scan; SQLite uses
+    such an index only for a query whose WHERE holds that same condition, written the same way.
+    """
+
+    columns: tuple[str, ...] = attrs.field(converter=tuple)
+    where: str | None = None
+    name: str | None = None
+
+    def condition(self) -> str:
+        return self.where or f'"{self.columns[0]}" IS NOT NULL'
+
+    def index_name(self, table: str) -> str:
+        return self.name or "_".join(("idx", table, "snapshot_id", *self.columns))
+
+
+def _indexes(value) -> tuple[Index, ...]:
+    return tuple(item if isinstance(item, Index) else Index(tuple(item)) for item in value)
+
+
+@attrs.frozen
 class TableSpec:
     name: str
     columns: tuple[Column, ...]
     key: tuple[str, ...] = ()  # unique within one snapshot
     references: tuple[Reference, ...] = ()
     doc: str = ""
-    # More indexes, each on (snapshot_id, *columns) without the rows whose first column is NULL, for the
-    # lookups a check makes by other columns than the key or a reference (core/store.py): each costs
-    # time on every load, so only where a check needs one.
-    indexes: tuple[tuple[str, ...], ...] = attrs.field(
-        default=(), converter=lambda value: tuple(tuple(columns) for columns in value))
+    # More indexes (``Index``, or a tuple of columns for the default one) for the lookups a check makes by
+    # other columns than the key or a reference (core/store.py): each costs time on every load, so only
+    # where a check needs one.
+    indexes: tuple[Index, ...] = attrs.field(default=(), converter=_indexes)
 
     def column(self, name: str) -> Column | None:
         for column in self.columns:
@@ -83,11 +108,11 @@ class TableSpec:
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
-    def extended(self, columns: tuple[Column, ...], indexes: tuple[tuple[str, ...], ...] = ()) -> TableSpec:
+    def extended(self, columns: tuple[Column, ...], indexes=()) -> TableSpec:
         """This table with more columns and indexes (a plugin's ``register_tables``); the known ones are kept."""
         known = set(self.column_names)
         return attrs.evolve(self, columns=self.columns + tuple(c for c in columns if c.name not in known),
-                            indexes=tuple(dict.fromkeys((*self.indexes, *map(tuple, indexes)))))
+                            indexes=tuple(dict.fromkeys((*self.indexes, *_indexes(indexes)))))
 
 
 def _t(name, **kw):
@@ -275,6 +300,11 @@ DOCUMENTS = TableSpec(
     ),
     key=("loan_id", "doc_type"),
     references=(Reference(("loan_id",), "loans", ("loan_id",)),),
+    # The credit-file checks look for the few documents whose original or scan is missing or not recorded
+    # (files.document_flags): through this index they read those alone, without a row lookup for each of
+    # the snapshot's documents (measured at 4.3M documents: 0.12 s against 0.92 s).
+    indexes=(Index(("loan_id", "doc_type", "original_on_file", "electronic_copy"),
+                   where="original_on_file IS NOT 1 OR electronic_copy IS NOT 1", name="documents_unfinished"),),
 )
 
 CANONICAL_TABLES: tuple[TableSpec, ...] = (

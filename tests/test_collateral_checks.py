@@ -17,7 +17,7 @@ from conftest import AS_OF, borrower, loan, query, write_snapshot
 
 from loanrules.config import parse_config
 from loanrules.run import execute_run
-from loanrules.schema import COLLATERAL, Column
+from loanrules.schema import COLLATERAL, Column, Index
 
 PACK = "cooperative-baseline"
 LTV = "collateral.ltv_exceeded"
@@ -389,10 +389,10 @@ def test_registration_numbers_have_an_index_that_a_scan_of_the_collateral_never_
 
 
 def test_a_table_keeps_its_indexes_and_takes_a_plugins_when_the_plugin_extends_it():
-    assert COLLATERAL.indexes == (("registration_no",),)
-    assert COLLATERAL.extended((Column("grade"),)).indexes == (("registration_no",),)
+    assert COLLATERAL.indexes == (Index(("registration_no",)),)
+    assert COLLATERAL.extended((Column("grade"),)).indexes == (Index(("registration_no",)),)
     extended = COLLATERAL.extended((Column("grade"),), (["owner_id"], ("registration_no",)))
-    assert extended.indexes == (("registration_no",), ("owner_id",))
+    assert extended.indexes == (Index(("registration_no",)), Index(("owner_id",)))
     assert extended.column("grade") is not None
 
 

@@ -24,7 +24,6 @@ FIVE = "cn-five-category"
 MISSING = "files.required_document_missing"
 ORIGINAL = "files.original_missing"
 DIGITIZED = "files.not_digitized"
-FLAGS = "files.document_flags"
 CHECKS = (MISSING, ORIGINAL, DIGITIZED)
 
 ALWAYS = ["loan_contract", "application", "borrower_id_copy"]
@@ -99,9 +98,9 @@ def contribution(db: Path, contribution_id: str) -> tuple[str, str | None]:
 # ------------------------------------------------------------ the pack
 
 
-def test_the_pack_holds_the_three_checks_and_their_derivation_with_the_defaults(registry):
+def test_the_pack_holds_the_three_checks_with_the_defaults(registry):
     pack = registry.packs[PACK]
-    assert pack.version == "1.0.0" and {*CHECKS, FLAGS} <= set(pack.members)
+    assert pack.version == "1.0.0" and set(CHECKS) <= set(pack.members)
     lists = {"required_all": tuple(ALWAYS), "required_credit": (), "required_guarantee": ("guarantee_contract",),
              "required_mortgage": tuple(SECURED), "required_pledge": tuple(SECURED)}
     defaults = {check_id: {p.name: p.value for p in registry.contributions[check_id].item.params}
@@ -122,7 +121,6 @@ def test_complete_files_of_every_guarantee_type_produce_no_finding(night):
     for check_id in CHECKS:
         assert contribution(night.db, check_id) == ("ok", None)
         assert findings(night.db, check_id) == {}
-    assert contribution(night.db, FLAGS) == ("ok", None)
 
 
 # ------------------------------------------------------------ required documents
@@ -292,7 +290,6 @@ def test_the_checks_are_skipped_with_the_reason_without_documents_csv(night):
     night(book([loan("L1")], "absent"))
     for check_id in CHECKS:
         assert contribution(night.db, check_id) == ("skipped", "needs documents.csv, which this snapshot does not have")
-    assert contribution(night.db, FLAGS)[0] == "skipped"  # nothing in the run read it
 
 
 def test_an_empty_documents_csv_means_every_file_is_empty(night):
@@ -354,7 +351,7 @@ def test_the_checks_run_on_the_demo_cooperative_and_find_what_it_plants(tmp_path
     result = execute_run(db, tmp_path / "snapshot", as_of=demo.DEMO_AS_OF.isoformat(),
                          config=parse_config({"cooperative": {"name": "demo"}}), registry=registry, packs=(PACK,))
     outcomes = {o.contribution_id: o for o in result.outcomes}
-    for contribution_id in (*CHECKS, FLAGS):
+    for contribution_id in CHECKS:
         assert outcomes[contribution_id].status == "ok", outcomes[contribution_id].reason
         assert outcomes[contribution_id].rows >= 1, contribution_id
     # the demo writes every required document except where it drops one on purpose: the loans on the books

@@ -12,9 +12,10 @@ electronic_copy), three checks per loan on the books:
 
 The required documents depend on the loan's guarantee type; every list is a
 parameter of each check (see ``checks``). The first two are critical on
-non-performing loans (``critical_if_non_performing``). The derivation
-``files.document_flags`` finds the documents without an original or a scan once
-for the two flag checks. Without documents.csv all are skipped with the reason.
+non-performing loans (``critical_if_non_performing``). The two flag checks read
+the few documents without an original or a scan through a partial index of their
+own (``documents_unfinished``). Without documents.csv all are skipped with the
+reason.
 config/packs/cooperative-baseline.md documents the pack.
 
 Written like a third-party plugin: only the public API.
@@ -22,7 +23,7 @@ Written like a third-party plugin: only the public API.
 
 from loanrules import Pack, hookimpl
 
-from .checks import CHECKS, DOCUMENT_FLAGS
+from .checks import CHECKS
 
 PACK_VERSION = "1.0.0"
 
@@ -34,11 +35,6 @@ def register_checks(register):
 
 
 @hookimpl
-def register_derivations(register):
-    register(DOCUMENT_FLAGS)
-
-
-@hookimpl
 def register_packs(register):
     register(Pack(
         name="cooperative-baseline",
@@ -46,5 +42,5 @@ def register_packs(register):
         title="The cooperatives' own practice (REFERENCE.md §4)",
         description="The rural credit cooperatives' own management guidance (REFERENCE.md §4) as checks. "
                     "Credit files: required documents per guarantee type, originals on file, electronic copies.",
-        members=[DOCUMENT_FLAGS.id, *(check.id for check in CHECKS)],
+        members=[check.id for check in CHECKS],
     ))

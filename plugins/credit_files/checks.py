@@ -12,13 +12,12 @@ guarantee type needs ``required_all`` only. Document types are compared exactly 
 ``documents.doc_type`` (entries of the lists are trimmed); a cooperative whose extract names them otherwise
 (Chinese names, its own codes) writes its names in the lists.
 
-What is shared is a fact, not a parameter: the derivation ``files.document_flags`` reads the documents whose
-original or electronic copy is missing once per run (the flags are in no index, so finding them reads every
-document row) and both flag checks judge its rows against their own lists. It is a member of the pack; a
-check enabled without it is skipped with the reason.
+The flag checks find the few documents whose original or electronic copy is missing through the stored
+partial index ``documents_unfinished`` (core/schema.py, DOCUMENTS): their SQL names its condition,
+``original_on_file IS NOT 1 OR electronic_copy IS NOT 1``, so that SQLite reads those documents alone.
 """
 
-from loanrules import Check, Derivation, Param, ParamType, Severity
+from loanrules import Check, Param, ParamType, Severity
 from loanrules.sqltext import current_class, non_performing, on_book, yuan
 
 PRACTICE = "Rural credit cooperative management guidance, credit files (REFERENCE.md §4)"
@@ -81,11 +80,22 @@ _LISTS = """
         FROM kinds k
     )"""
 
-# A loan's expected list: one constant subquery per guarantee type, evaluated once per statement.
-_EXPECTED = ("CASE l.guarantee_type "
-             + " ".join(f"WHEN '{kind}' THEN (SELECT expected FROM lists WHERE kind = '{kind}')"
-                        for kind in GUARANTEE_TYPES)
-             + " ELSE (SELECT expected FROM lists WHERE kind = '') END")
+
+
+def _by_kind(template: str) -> str:
+    """SQL: ``template`` (with ``{kind}``) for the loan ``l``'s guarantee type, '' for a blank or unknown one.
+    Each branch is a constant subquery for SQLite, evaluated once per statement."""
+    return ("CASE l.guarantee_type "
+            + " ".join(f"WHEN '{kind}' THEN {template.format(kind=kind)}" for kind in GUARANTEE_TYPES)
+            + f" ELSE {template.format(kind='')} END")
+
+
+# A loan's expected list, how many documents it holds of it (one index probe per required document: the key is
+# unique, so each one counts once), and how many it should hold.
+_EXPECTED = _by_kind("(SELECT expected FROM lists WHERE kind = '{kind}')")
+_HELD = _by_kind("(SELECT count(*) FROM documents d WHERE d.loan_id = l.loan_id "
+                 "AND d.doc_type IN (SELECT doc_type FROM required WHERE kind = '{kind}'))")
+_NEEDED = _by_kind("(SELECT count(*) FROM required WHERE kind = '{kind}')")
 
 _NPL_FLAG = non_performing(loan="x")
 _SEVERITY = f"CASE WHEN :critical_if_non_performing AND {_NPL_FLAG} THEN 'critical' END"
@@ -107,27 +117,26 @@ REQUIRED_DOCUMENT_MISSING = Check(
                 "document present with its original or scan missing is not missing here (see "
                 "files.original_missing, files.not_digitized); a loan with no documents at all misses all of "
                 f"them. {_LISTS_DOC} {_NPL_DOC}",
-    # A complete file is found with one probe per loan: the loan's document types, read in the key index's
-    # order, equal its sorted required list. Only the other loans (incomplete files, or files with documents
-    # no list requires) are probed per required document. Should SQLite ever read the types in another order,
-    # a complete file would merely take the exact second step.
+    # The loans short of a document are found by counting, with an index probe per required document; only
+    # those are probed again to name what they lack. (Comparing each loan's list of document types with its
+    # expected list took 0.3 s longer at 1M loans: building the lists costs more than the probes, and files
+    # with documents no list requires had to be checked twice.)
     sql=f"""
         WITH {_REQUIRED}, {_LISTS},
-        suspects AS MATERIALIZED (
+        short AS MATERIALIZED (
             SELECT loan_id, borrower_id, guarantee_type, outstanding_principal, recorded_class, expected
             FROM (SELECT l.loan_id, l.borrower_id, l.guarantee_type, l.outstanding_principal, l.recorded_class,
-                         {_EXPECTED} AS expected,
-                         (SELECT json_group_array(d.doc_type) FROM documents d WHERE d.loan_id = l.loan_id) AS held
+                         {_EXPECTED} AS expected, {_HELD} AS held, {_NEEDED} AS needed
                   FROM loans l
                   WHERE {on_book()})
-            WHERE held IS NOT expected
+            WHERE held < needed
         ),
         per_loan AS MATERIALIZED (
             SELECT s.*,
                    (SELECT json_group_array(e.value) FROM json_each(s.expected) e
                     WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.loan_id = s.loan_id AND d.doc_type = e.value))
                    AS missing
-            FROM suspects s
+            FROM short s
         )
         SELECT x.loan_id, x.borrower_id, {_SEVERITY} AS severity,
                'credit file lacks ' || json_array_length(x.missing) || ' of ' || json_array_length(x.expected) ||
@@ -145,81 +154,59 @@ REQUIRED_DOCUMENT_MISSING = Check(
 )
 
 
-# The documents whose original or electronic copy is missing are few, but finding them means reading every
-# document row (the flags are in no index): the derivation reads them once for both checks below (measured at
-# 1M loans: 0.7 s a pass, twice that when each check made its own).
-DOCUMENT_FLAGS = Derivation(
-    id="files.document_flags",
-    table="document_flags",
-    columns=("loan_id", "original_no", "original_blank", "copy_no", "copy_blank"),
-    title="Each loan's documents without an original on file or an electronic copy",
-    tables=("documents",),
-    reference=f"{PRACTICE}: keep the original documents on file, and make the loan files electronic",
-    description="One row per loan (on the books or not) with at least one document in documents.csv whose "
-                "original_on_file or electronic_copy is not 1 (table `document_flags`): its doc_types, sorted, as "
-                "JSON arrays, NULL when none: `original_no` (original_on_file = 0), `original_blank` (blank), "
-                "`copy_no` (electronic_copy = 0), `copy_blank` (blank). Read by files.original_missing and "
-                "files.not_digitized, which judge them against the loan's required documents; it has no "
-                "parameters of its own.",
-    # One pass over the snapshot's documents in the key index's order (loan_id, doc_type): the grouping needs
-    # no sort and lists each loan's types sorted.
-    sql="""
-        SELECT loan_id,
-               nullif(json_group_array(doc_type) FILTER (WHERE original_on_file = 0), '[]') AS original_no,
-               nullif(json_group_array(doc_type) FILTER (WHERE original_on_file IS NULL), '[]') AS original_blank,
-               nullif(json_group_array(doc_type) FILTER (WHERE electronic_copy = 0), '[]') AS copy_no,
-               nullif(json_group_array(doc_type) FILTER (WHERE electronic_copy IS NULL), '[]') AS copy_blank
-        FROM documents
-        WHERE original_on_file IS NOT 1 OR electronic_copy IS NOT 1
-        GROUP BY loan_id
-    """,
-)
+# The documents whose original or scan is missing or not recorded, found through the partial index
+# documents_unfinished (core/schema.py), which holds exactly those: the condition must be written as it is
+# there for SQLite to use it.
+_UNFINISHED = "d.original_on_file IS NOT 1 OR d.electronic_copy IS NOT 1"
 
 
-def _judged(array: str) -> str:
-    """SQL: the doc types of a JSON array (or NULL) this check judges, as a JSON array, NULL when none."""
-    return f"""(SELECT CASE WHEN count(*) > 0 THEN json_group_array(e.value) END
-                FROM json_each({array}) e
-                WHERE :all_documents OR EXISTS (SELECT 1 FROM required r
-                                                WHERE r.kind = x.kind AND r.doc_type = e.value))"""
-
-
-def _text(array: str) -> str:
-    return f"(SELECT group_concat(value, ', ') FROM json_each({array}))"
-
-
-def _flag_check(*, check_id: str, title: str, severity: Severity, prefix: str, said_no: str, said_blank: str,
-                missing_words: str,
-                description: str, reference: str, escalate: bool) -> Check:
-    """A check over the documents present whose flag (``prefix``: original, copy) is 0 or blank: one finding
-    per loan, from the derivation files.document_flags."""
+def _flag_check(*, check_id: str, title: str, severity: Severity, column: str, said_no: str, said_blank: str,
+                missing_words: str, description: str, reference: str, escalate: bool) -> Check:
+    """A check over the documents present whose flag ``column`` is 0 or blank: one finding per loan."""
     severity_sql = _SEVERITY if escalate else "NULL"
+
+    def listed(condition: str) -> tuple[str, str]:  # the doc types flagged so: a JSON array, and as text
+        return (f"json_group_array(doc_type) FILTER (WHERE {condition})",
+                f"group_concat(doc_type, ', ') FILTER (WHERE {condition})")
+
+    no, no_text = listed(f"{column} = 0")
+    blank, blank_text = listed(f"{column} IS NULL")
     return Check(
         id=check_id,
         title=title,
         severity=severity,
-        tables=("loans", "documents", DOCUMENT_FLAGS.table, "assessments"),
+        tables=("loans", "documents", "assessments"),
         params=(*LIST_PARAMS, ALL_DOCUMENTS, *((CRITICAL_IF_NPL,) if escalate else ())),
         reference=reference,
         description=description,
+        # The flagged documents in the index's order (loan, then doc type): each loan's come together, its
+        # types sorted, with no sort. Each is judged against the loan's required list (unless all_documents).
         sql=f"""
             WITH {_REQUIRED},
+            flagged AS (
+                SELECT d.loan_id, d.doc_type, d.{column}, l.borrower_id, l.guarantee_type, l.outstanding_principal,
+                       l.recorded_class
+                FROM documents d CROSS JOIN loans l ON l.loan_id = d.loan_id
+                WHERE ({_UNFINISHED}) AND d.{column} IS NOT 1 AND {on_book()}
+                  AND (:all_documents OR EXISTS (SELECT 1 FROM required r
+                                                 WHERE r.kind = {_KIND} AND r.doc_type = d.doc_type))
+                ORDER BY d.loan_id, d.doc_type
+            ),
             per_loan AS MATERIALIZED (
-                SELECT x.loan_id, x.borrower_id, x.guarantee_type, x.outstanding_principal, x.recorded_class,
-                       {_judged(f'x.{prefix}_no')} AS recorded_no, {_judged(f'x.{prefix}_blank')} AS not_recorded
-                FROM (SELECT l.loan_id, l.borrower_id, l.guarantee_type, l.outstanding_principal, l.recorded_class,
-                             {_KIND} AS kind, g.{prefix}_no, g.{prefix}_blank
-                      FROM {DOCUMENT_FLAGS.table} g CROSS JOIN loans l ON l.loan_id = g.loan_id
-                      WHERE (g.{prefix}_no IS NOT NULL OR g.{prefix}_blank IS NOT NULL) AND {on_book()}) x
+                SELECT loan_id, borrower_id, guarantee_type, outstanding_principal, recorded_class,
+                       {no} AS recorded_no, {no_text} AS recorded_no_text,
+                       {blank} AS not_recorded, {blank_text} AS not_recorded_text
+                FROM flagged
+                GROUP BY loan_id
             )
             SELECT x.loan_id, x.borrower_id, {severity_sql} AS severity,
-                   coalesce('{said_no} ' || {_text('x.recorded_no')}, '') ||
-                   CASE WHEN x.recorded_no IS NOT NULL AND x.not_recorded IS NOT NULL THEN '; ' ELSE '' END ||
-                   coalesce('{said_blank} ' || {_text('x.not_recorded')}, '') ||
+                   coalesce('{said_no} ' || x.recorded_no_text, '') ||
+                   CASE WHEN x.recorded_no_text IS NOT NULL AND x.not_recorded_text IS NOT NULL
+                        THEN '; ' ELSE '' END ||
+                   coalesce('{said_blank} ' || x.not_recorded_text, '') ||
                    ' (' || {_LOAN_TEXT} || ')' AS message,
                    json_object('guarantee_type', x.guarantee_type,
-                               '{missing_words}', json(coalesce(x.recorded_no, '[]')),
-                               'not_recorded', json(coalesce(x.not_recorded, '[]')),
+                               '{missing_words}', json(x.recorded_no), 'not_recorded', json(x.not_recorded),
                                'outstanding_fen', x.outstanding_principal,
                                'risk_class', {current_class(loan='x')},
                                'class_source',
@@ -228,7 +215,6 @@ def _flag_check(*, check_id: str, title: str, severity: Severity, prefix: str, s
                    AS details
             FROM per_loan x
             LEFT JOIN assessments a ON a.loan_id = x.loan_id
-            WHERE x.recorded_no IS NOT NULL OR x.not_recorded IS NOT NULL
         """,
     )
 
@@ -237,7 +223,7 @@ ORIGINAL_MISSING = _flag_check(
     check_id="files.original_missing",
     title="Original of a required document not on file",
     severity=Severity.WARNING,
-    prefix="original",
+    column="original_on_file",
     said_no="original not on file:",
     said_blank="original not recorded:",
     missing_words="not_on_file",
@@ -255,7 +241,7 @@ NOT_DIGITIZED = _flag_check(
     check_id="files.not_digitized",
     title="Credit-file document without an electronic copy",
     severity=Severity.INFO,
-    prefix="copy",
+    column="electronic_copy",
     said_no="no electronic copy:",
     said_blank="electronic copy not recorded:",
     missing_words="not_digitized",

@@ -74,8 +74,13 @@ class Index:
     columns: tuple[str, ...] = attrs.field(converter=tuple)
     where: str | None = None
     name: str | None = None
+    # Every row, no condition: for an index that also serves a reference's lookups (its columns start with
+    # the reference's), which the loader then does not index twice.
+    complete: bool = False
 
-    def condition(self) -> str:
+    def condition(self) -> str | None:
+        if self.complete:
+            return None
         return self.where or f'"{self.columns[0]}" IS NOT NULL'
 
     def index_name(self, table: str) -> str:
@@ -252,6 +257,10 @@ INSPECTIONS = TableSpec(
         _code("kind", ("routine", "monthly", "quarterly", "site")),
     ),
     references=(Reference(("loan_id",), "loans", ("loan_id",)),),
+    # The reference's index with the date: the inspection checks ask for a loan's inspections in a window
+    # and read the dates from the index alone (measured at 3M inspections: the five checks 2.6 s against
+    # 3.1 s, when each date was read from its row).
+    indexes=(Index(("loan_id", "inspection_date"), complete=True),),
 )
 
 COLLECTIONS = TableSpec(

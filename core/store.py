@@ -22,7 +22,7 @@ from pathlib import Path
 import sqlite_utils
 
 from loanrules.errors import DatabaseBusy, UsageError
-from loanrules.schema import TableSpec
+from loanrules.schema import Reference, TableSpec
 
 SCHEMA_VERSION = 1
 
@@ -143,17 +143,31 @@ def ensure_snapshot_table(conn: sqlite3.Connection, spec: TableSpec, extra_colum
         table.create_index(("snapshot_id", *spec.key), index_name=f"{spec.name}_key", unique=True,
                            if_not_exists=True)
     index_sets = [("snapshot_id", *reference.columns) for reference in spec.references
-                  if tuple(reference.columns) != spec.key[:len(reference.columns)]]
-    if not spec.key and not index_sets:
+                  if tuple(reference.columns) != spec.key[:len(reference.columns)] and not _covered(spec, reference)]
+    if not spec.key and not index_sets and not any(index.complete for index in spec.indexes):
         index_sets.append(("snapshot_id",))
     for columns_ in dict.fromkeys(index_sets):
         table.create_index(columns_, if_not_exists=True)
     # The spec's own ``indexes`` serve a check's lookups by value (registration numbers), or find the few rows
     # a check looks for: partial, see schema.Index.
     for index in dict.fromkeys(spec.indexes):
+        condition = index.condition()
         conn.execute(f"CREATE INDEX IF NOT EXISTS {quote_identifier(index.index_name(spec.name))} "
                      f"ON {quote_identifier(spec.name)} "
-                     f"(snapshot_id, {', '.join(map(quote_identifier, index.columns))}) WHERE {index.condition()}")
+                     f"(snapshot_id, {', '.join(map(quote_identifier, index.columns))})"
+                     + (f" WHERE {condition}" if condition else ""))
+    # A database made before a complete index took over a reference's lookups keeps the reference's own
+    # index no more: one index fewer to fill on every load.
+    for reference in spec.references:
+        if _covered(spec, reference):
+            conn.execute("DROP INDEX IF EXISTS "
+                         + quote_identifier("_".join(("idx", spec.name, "snapshot_id", *reference.columns))))
+
+
+def _covered(spec: TableSpec, reference: Reference) -> bool:
+    """One of the spec's complete indexes serves the reference's lookups (its columns start with the reference's)."""
+    columns = tuple(reference.columns)
+    return any(index.complete and index.columns[:len(columns)] == columns for index in spec.indexes)
 
 
 @contextlib.contextmanager

@@ -2,8 +2,9 @@
 never collect loans in cash").
 
 Every check is one SELECT run inside SQLite. A loan's inspections are found through the stored index on
-(snapshot_id, loan_id): a correlated ``NOT EXISTS`` or ``max()`` reads that loan's few rows, which is faster
-than grouping the whole inspections table (measured: bench/bench_inspections.py). Each check first narrows
+(snapshot_id, loan_id, inspection_date) (core/schema.py, INSPECTIONS): a correlated ``NOT EXISTS`` or ``max()``
+reads that loan's few index entries, dates included, which is faster than grouping the whole inspections
+table (measured: bench/bench_inspections.py). Each check first narrows
 the loans to the ones that can fire (non-performing, originated in the window, not inspected lately) and
 looks up the dates its message shows for those alone. The one check that judges nearly every loan,
 ``inspection.performing_overdue``, reads the recent inspections once into a set instead.
@@ -117,12 +118,15 @@ NPL_QUARTERLY_SITE_MISSING = Check(
                 "site inspection exactly 92 days before the as-of is fine, 93 days fires; so does a loan never "
                 "inspected on site. Inspections dated after the as-of do not count. The message gives the last "
                 "site inspection date (or none).",
+    # A loan's inspections are read newest first, through the index on (loan, date), up to the first on site:
+    # the kind is in the row, not the index, and max() read every row of the loan's to filter it.
     sql=f"""
         WITH npl AS MATERIALIZED ({_NPL_LOANS}),
         dated AS MATERIALIZED (
-            SELECT n.*, (SELECT max(i.inspection_date) FROM inspections i
+            SELECT n.*, (SELECT i.inspection_date FROM inspections i
                          WHERE i.loan_id = n.loan_id AND i.inspection_date <= :as_of
-                           AND i.kind IN {_SITE_KINDS}) AS last_site
+                           AND i.kind IN {_SITE_KINDS}
+                         ORDER BY i.inspection_date DESC LIMIT 1) AS last_site
             FROM npl n
         )
         SELECT loan_id, borrower_id,

@@ -636,6 +636,10 @@ class Engine:
         UPDATE), where its distinct borrowers are counted (for those few alone). An earlier version
         filtered the pledges with ``loan_id IN (SELECT ... FROM loans)``, which SQLite ran as a scan of
         every loan for each collateral: quadratic (tests/test_facts.py keeps that plan out).
+
+        A rowid table with a unique index on collateral_id, not a WITHOUT ROWID table keyed by it: rows
+        appended in key order cost less to a rowid table and its index than to one keyed b-tree (1.44 s
+        against 1.51 s at 1M collateral, best of 3); lookups by collateral_id still find one row by index.
         """
         classified = any(isinstance(p.item, Classifier) and p.item.assigns is AssessmentField.RISK_CLASS
                          for p in self.plan)
@@ -654,11 +658,11 @@ class Engine:
 
         self.conn.execute("""
             CREATE TEMP TABLE collateral_facts (
-                collateral_id TEXT PRIMARY KEY, collateral_type, appraised_value, appraisal_date, appraiser_id,
+                collateral_id TEXT UNIQUE, collateral_type, appraised_value, appraisal_date, appraiser_id,
                 registration_status, registration_date, site_verified, loan_count, borrower_count,
                 secured_amount, exposure, first_lien_rank, npl_loan_count, secured_loan_count,
                 first_secured_origination
-            ) WITHOUT ROWID
+            )
         """)
         self.conn.execute(f"""
             INSERT INTO collateral_facts

@@ -293,15 +293,23 @@ REPEATED_MORTGAGE = Check(
                 "`registration_no_shared` — one registration number on two or more collateral records (one "
                 "finding per record, naming the others). Written-off loans are left out of the first two.",
     # The facts say which collateral can fire: loans on the books of two or more borrowers (two borrowers at
-    # one rank), or an on-book secured total above the lending limit; the pledges and loans are read for those
-    # few only. Registration numbers: the repeated ones from one ordered pass over the index on
+    # one rank), or an on-book secured total above the lending limit; both kinds come from one pass over the
+    # facts (two passes cost 0.05 s more at 1M collateral), and the pledges and loans are read for those few
+    # only. Registration numbers: the repeated ones from one ordered pass over the index on
     # (snapshot_id, registration_no), then their records by index lookups.
     sql=f"""
-        WITH on_book AS (
+        WITH candidates AS MATERIALIZED (
+            SELECT f.collateral_id, f.collateral_type, f.appraised_value, f.borrower_count, {_LIMIT_BP} AS limit_bp,
+                   f.secured_amount AS secured
+            FROM collateral_facts f
+            WHERE f.borrower_count > 1
+               OR (f.appraised_value IS NOT NULL AND f.secured_amount * 10000 > f.appraised_value * {_LIMIT_BP})
+        ),
+        on_book AS (
             SELECT p.collateral_id, coalesce(p.lien_rank, 1) AS lien_rank, l.loan_id, l.borrower_id
             FROM pledges p CROSS JOIN loans l ON l.loan_id = p.loan_id
             -- an IN list: joined from the facts, SQLite first built a Bloom filter over every pledge
-            WHERE p.collateral_id IN (SELECT collateral_id FROM collateral_facts WHERE borrower_count > 1)
+            WHERE p.collateral_id IN (SELECT collateral_id FROM candidates WHERE borrower_count > 1)
               AND {on_book('l')}
             ORDER BY p.collateral_id, coalesce(p.lien_rank, 1), l.loan_id
         ),
@@ -331,9 +339,7 @@ REPEATED_MORTGAGE = Check(
                json_object('reason', 'over_lending_limit', 'secured_fen', secured, 'value_fen', appraised_value,
                            'limit', limit_bp / 10000.0, 'collateral_type', collateral_type,
                            'loans', json({_LOANS_JSON})) AS details
-        FROM (SELECT f.collateral_id, f.collateral_type, f.appraised_value, {_LIMIT_BP} AS limit_bp,
-                     f.secured_amount AS secured
-              FROM collateral_facts f WHERE f.appraised_value IS NOT NULL) x
+        FROM candidates x
         WHERE secured * 10000 > appraised_value * limit_bp
         UNION ALL
         SELECT n.collateral_id, 'registration_no:' || n.registration_no AS subject,
@@ -409,10 +415,12 @@ OVERVALUATION = Check(
                 "same share over the whole book or more. These are the agencies the guidance says to drop from "
                 "the approved list.",
     # Each row of the history is compared with the same collateral's row at its latest earlier as-of (a key
-    # lookup, no sort of the whole history): today's rows with the previous as-of's, earlier rows with theirs
-    # (the earliest as-of has nothing before it and is not read). Only the few rows whose appraiser changed go
-    # on. The agencies' bad-loan rates come from one pass over the collateral facts (the collateral behind
-    # loans on the books), counted per agency; the book's rate is the sum of those counts.
+    # lookup, no sort of the whole history): today's rows (read from the collateral facts, which copy every
+    # collateral's appraiser and value: 0.05 s less than the snapshot's view at 1M collateral) with the previous
+    # as-of's, earlier rows with theirs (the earliest as-of has nothing before it and is not read). Only the
+    # few rows whose appraiser changed go on. The agencies' bad-loan rates come from one pass over the
+    # collateral facts (the collateral behind loans on the books), counted per agency; the book's rate is the
+    # sum of those counts.
     sql=f"""
         WITH stepped AS MATERIALIZED (
             SELECT collateral_id, as_of, appraiser_id, appraised_value, before_appraiser
@@ -421,7 +429,7 @@ OVERVALUATION = Check(
                               ELSE (SELECT h.appraiser_id FROM history_collateral h
                                     WHERE h.collateral_id = c.collateral_id AND h.as_of < :previous_as_of
                                     ORDER BY h.as_of DESC LIMIT 1) END AS before_appraiser
-                  FROM collateral c LEFT JOIN prev_collateral p ON p.collateral_id = c.collateral_id
+                  FROM collateral_facts c LEFT JOIN prev_collateral p ON p.collateral_id = c.collateral_id
                   WHERE c.appraiser_id IS NOT NULL
                   UNION ALL
                   SELECT t.collateral_id, t.as_of, t.appraiser_id, t.appraised_value,

@@ -88,16 +88,16 @@ def test_the_planner_statistics_of_a_partial_index_count_its_own_rows(loaded):
     assert stats["documents_unfinished"].split()[:2] == ["486", "486"]
 
 
-def test_the_inspection_checks_read_dates_from_the_index_and_no_row(loaded):
+def test_the_inspection_checks_read_dates_and_kinds_from_the_index_and_no_row(loaded):
     db, registry = loaded
     indexes = {row[0] for row in query(db, "SELECT name FROM sqlite_master WHERE type = 'index' "
                                            "AND tbl_name = 'inspections'")}
-    assert indexes == {"idx_inspections_snapshot_id_loan_id_inspection_date"}  # it serves the reference too
-    found = plans(db, registry, ("inspection.npl_monthly_missing", "inspection.first_visit_missing",
-                                 "inspection.performing_overdue"))
+    assert indexes == {"idx_inspections_snapshot_id_loan_id_inspection_date_kind"}  # it serves the reference too
+    found = plans(db, registry, ("inspection.npl_monthly_missing", "inspection.npl_quarterly_site_missing",
+                                 "inspection.first_visit_missing", "inspection.performing_overdue"))
     for check_id, plan in found.items():
         steps = [step for step in plan if "main.inspections" in step]
-        assert steps and all("COVERING INDEX idx_inspections_snapshot_id_loan_id_inspection_date" in step
+        assert steps and all("COVERING INDEX idx_inspections_snapshot_id_loan_id_inspection_date_kind" in step
                              for step in steps), (check_id, plan)
 
 
@@ -112,4 +112,4 @@ def test_a_database_made_before_the_inspections_index_drops_the_narrower_one(loa
                 registry=registry, packs=(PACK,))
     assert [row[0] for row in query(db, "SELECT name FROM sqlite_master WHERE type = 'index' "
                                         "AND tbl_name = 'inspections'")] == [
-        "idx_inspections_snapshot_id_loan_id_inspection_date"]
+        "idx_inspections_snapshot_id_loan_id_inspection_date_kind"]

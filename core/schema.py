@@ -234,6 +234,10 @@ PLEDGES = TableSpec(
         Reference(("loan_id",), "loans", ("loan_id",)),
         Reference(("collateral_id",), "collateral", ("collateral_id",)),
     ),
+    # The reference's index by collateral with the rest of the pledge: the collateral facts and the collateral
+    # checks read a collateral's pledges from the index alone (measured at 1M collateral: the facts 1.52 s
+    # against 1.62 s, collateral.repeated_mortgage 0.62 s against 0.70 s).
+    indexes=(Index(("collateral_id", "loan_id", "lien_rank", "secured_amount"), complete=True),),
 )
 
 APPRAISERS = TableSpec(

@@ -81,6 +81,13 @@ def results_db(rows: int):
     base = RESULTS / f"workbook-{rows}"
     db, marker = base / "results.db", base / "complete.json"
     if marker.is_file() and db.is_file():
+        from loanrules.store import connect, upgrade_schema
+
+        conn = connect(db)  # a cache made by an earlier version gains the columns this one reads
+        try:
+            upgrade_schema(conn)
+        finally:
+            conn.close()
         return db
     base.mkdir(parents=True, exist_ok=True)
     db.unlink(missing_ok=True)

@@ -36,6 +36,7 @@ from loanrules.plan import Overrides
 from loanrules.privacy import Masker, personal_columns
 from loanrules.registry import Registry
 from loanrules.run import execute_run, load_only, validate_snapshot
+from loanrules.store import connect, database_lock, upgrade_schema
 
 DEFAULT_DB = "loanrules.db"
 # The demo book averages ~195,000 yuan a loan; net capital near 11.5% of it is
@@ -240,6 +241,27 @@ def load(session, snapshot_dir, as_of, quarantine, wait_seconds, max_problems, q
                          quarantine=quarantine, wait_seconds=wait_seconds, max_problems=max_problems,
                          progress=_progress(quiet))
     _print_loaded(snapshot, f"stored as snapshot {snapshot.snapshot_id} in {db}")
+
+
+@cli.command(name="upgrade-db")
+@click.option("--wait", "wait_seconds", type=float, default=0, show_default=True,
+              help="Seconds to wait for another run holding the database.")
+@db_option
+def upgrade_db(wait_seconds, db):
+    """Add the result columns this version reads to a database made by an earlier one.
+
+    Runs and loads do it themselves; the reading commands (findings, report,
+    export, ...) open the database read-only and ask for this instead.
+    """
+    if not Path(db).is_file():
+        raise UsageError(f"{db}: no such database")
+    with database_lock(db, wait_seconds):
+        conn = connect(db)
+        try:
+            added = upgrade_schema(conn)
+        finally:
+            conn.close()
+    click.echo(f"{db}: added {', '.join(added)}" if added else f"{db}: already up to date")
 
 
 def _print_loaded(snapshot, where: str) -> None:

@@ -19,7 +19,9 @@ def register_tables(register):
     ``register(TableSpec(...))``. A spec whose name is already known (``loans``)
     adds its columns to that table; a new name adds a table, loaded from
     ``<name>.csv`` when the snapshot has it. Checks that list a table in
-    ``tables`` are skipped, with the reason, when the file is absent.
+    ``tables`` are skipped, with the reason, when the file is absent. A spec's
+    ``indexes`` (``Index``, or a tuple of columns) are added to the stored
+    table: each costs time on every load, so only where a check needs one.
     """
 
 

@@ -105,6 +105,15 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def upgrade_schema(conn: sqlite3.Connection) -> list[str]:
+    """``ensure_schema``, returning the result columns it added (``table.column``) to an earlier database."""
+    before = {table: {row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (table,))}
+              for table in RESULT_TABLES}
+    ensure_schema(conn)
+    return [f"{table}.{column}" for table, spec in RESULT_TABLES.items() if before[table]
+            for column in spec["columns"] if column not in before[table]]
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
     db = sqlite_utils.Database(conn)
     for name, spec in RESULT_TABLES.items():

@@ -133,6 +133,22 @@ def test_reading_a_missing_database_is_a_clear_error(runner, tmp_path):
     assert result.exit_code == 2 and "no such database" in result.output
 
 
+def test_a_database_of_an_earlier_version_is_named_and_upgraded_on_request(runner, two_nights):
+    import sqlite3
+
+    conn = sqlite3.connect(two_nights)
+    conn.execute("ALTER TABLE collection_tasks DROP COLUMN details")  # as databases made before it was added
+    conn.close()
+    before = invoke(runner, "findings", "--db", two_nights)
+    assert before.exit_code == 2, before.output
+    assert "lack collection_tasks.details" in before.output and "loanrules upgrade-db" in before.output
+    upgraded = invoke(runner, "upgrade-db", "--db", two_nights)
+    assert upgraded.exit_code == 0 and "added collection_tasks.details" in upgraded.output
+    assert "already up to date" in invoke(runner, "upgrade-db", "--db", two_nights).output
+    assert invoke(runner, "findings", "--db", two_nights).exit_code == 0
+    assert invoke(runner, "upgrade-db", "--db", two_nights.parent / "nope.db").exit_code == 2
+
+
 @pytest.fixture
 def named_run(runner, tmp_path):
     plugins = tmp_path / "plugins"

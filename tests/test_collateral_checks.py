@@ -136,7 +136,7 @@ def test_a_clean_mortgage_produces_no_collateral_finding(night):
 
 def test_the_pack_is_versioned_and_holds_every_collateral_check(registry):
     pack = registry.packs[PACK]
-    assert pack.version == "1.0.0"
+    assert pack.version == "1.1.0"
     assert {LTV, STALE, APPRAISER, NOT_REGISTERED, NOT_VERIFIED, MISSING, REPEATED, DROPPED,
             OVERVALUATION} <= set(pack.members)  # and the derivation and summaries: test_collateral_valuation
 

@@ -100,7 +100,7 @@ def contribution(db: Path, contribution_id: str) -> tuple[str, str | None]:
 
 def test_the_pack_holds_the_three_checks_with_the_defaults(registry):
     pack = registry.packs[PACK]
-    assert pack.version == "1.0.0" and set(CHECKS) <= set(pack.members)
+    assert pack.version == "1.1.0" and set(CHECKS) <= set(pack.members)
     lists = {"required_all": tuple(ALWAYS), "required_credit": (), "required_guarantee": ("guarantee_contract",),
              "required_mortgage": tuple(SECURED), "required_pledge": tuple(SECURED)}
     defaults = {check_id: {p.name: p.value for p in registry.contributions[check_id].item.params}

@@ -111,7 +111,7 @@ def test_workbook_has_the_run_first_then_the_exports_and_each_summary(book, mask
     assert (fields["run_id"], fields["cooperative"], fields["status"], fields["snapshot_sha256"],
             fields["loanrules_version"]) == (run[0], run[1], run[3], run[4], run[5])
     assert fields["as_of"] == datetime.datetime(2026, 11, 27)  # a date, not text
-    assert fields["packs"] == "cn-five-category@1.1.0, cooperative-baseline@1.0.0, data-quality@1.0.0, named@1"
+    assert fields["packs"] == "cn-five-category@1.1.0, cooperative-baseline@1.1.0, data-quality@1.0.0, named@1"
     assert fields["config_sha256"].startswith("(no config file")
     assert fields["personal_data"] == "names and ID numbers masked"
     # the contents below the provenance: every other sheet with its row count

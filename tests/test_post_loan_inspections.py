@@ -103,7 +103,7 @@ def contribution(db: Path, contribution_id: str) -> tuple[str, str | None]:
 
 def test_the_pack_holds_the_five_checks_with_their_defaults(registry):
     pack = registry.packs[PACK]
-    assert pack.version == "1.0.0" and set(CHECKS) <= set(pack.members)
+    assert pack.version == "1.1.0" and set(CHECKS) <= set(pack.members)
     defaults = {check_id: {p.name: p.value for p in registry.contributions[check_id].item.params}
                 for check_id in CHECKS}
     assert defaults == {

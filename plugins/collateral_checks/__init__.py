@@ -23,7 +23,7 @@ from .checks import CHECKS
 from .summaries import SUMMARIES
 from .valuation import EFFECTIVE_VALUE
 
-PACK_VERSION = "1.0.0"
+PACK_VERSION = "1.1.0"
 
 
 @hookimpl

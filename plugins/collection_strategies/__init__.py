@@ -32,7 +32,7 @@ from .households import KEY_HOUSEHOLD_LEDGER, KEY_HOUSEHOLDS
 from .ladder import ESCALATION_LADDER
 from .village import VILLAGE_COLLECTIVE
 
-PACK_VERSION = "1.0.0"  # the version of cooperative-baseline this plugin adds to
+PACK_VERSION = "1.1.0"  # the version of cooperative-baseline this plugin adds to
 STRATEGIES = (ESCALATION_LADDER, VILLAGE_COLLECTIVE)
 
 

@@ -25,7 +25,7 @@ from loanrules import Pack, hookimpl
 
 from .checks import CHECKS
 
-PACK_VERSION = "1.0.0"
+PACK_VERSION = "1.1.0"
 
 
 @hookimpl

@@ -23,7 +23,7 @@ from loanrules import Pack, hookimpl
 
 from .checks import CHECKS
 
-PACK_VERSION = "1.0.0"  # the version of cooperative-baseline this plugin adds its checks to
+PACK_VERSION = "1.1.0"  # the version of cooperative-baseline this plugin adds its checks to
 
 
 @hookimpl

@@ -423,6 +423,21 @@ def test_value_dropped_by_twenty_percent_or_more_since_the_previous_as_of(night,
     assert details["value_fen"] == int(now.replace(".", ""))
 
 
+def test_the_history_checks_read_only_the_collateral_revalued_or_new_since_the_previous_as_of(night):
+    loans = [mortgage(f"L{n}", f"B{n}") for n in range(1, 5)]
+    pledges = [pledge(f"L{n}", f"C{n}") for n in range(1, 5)]
+    before = [collateral("C1"), collateral("C2"), collateral("C3")]
+    night(as_of=PREVIOUS, **book(loans=loans[:3], collateral_rows=before, pledges=pledges[:3]))
+    assert contribution(night.db, "collateral.changes")[0] == "skipped"  # no previous as-of: nothing reads it
+    now = [collateral("C1", appraised_value="70000.00"), collateral("C2"),  # C1 revalued, C2 as it was
+           collateral("C3", appraiser_id="AP2"), collateral("C4")]          # C3 by another agency, C4 new
+    night(**book(loans=loans, collateral_rows=now, pledges=pledges))
+    rows = query(night.db, "SELECT status, rows FROM run_contributions WHERE run_id = ? "
+                           "AND contribution_id = 'collateral.changes'", (latest_run(night.db),))
+    assert rows == [("ok", 3)]  # C1, C3, C4
+    assert [row[1] for row in findings(night.db, DROPPED)] == ["C1"]
+
+
 def test_value_drop_compares_with_the_previous_as_of_not_an_older_one(night):
     night(as_of="2026-09-30", **book())
     night(as_of=PREVIOUS, **book(collateral_rows=[collateral("C1", appraised_value="85000.00")]))

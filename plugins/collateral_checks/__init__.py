@@ -9,7 +9,8 @@ appraisals, appraisers not approved, registration missing or late, site
 verification, mortgage loans without collateral, repeated mortgages, values
 that fell since the previous as-of, and agencies that overvalue. Also each
 loan's effective collateral value (a derivation the recovery categories
-read) and report summaries (coverage by type, the agency scorecard). Every
+read), the collateral revalued since the previous as-of (a derivation both
+history checks read) and report summaries (coverage by type, the agency scorecard). Every
 threshold is a parameter; config/packs/cooperative-baseline.md documents the
 pack, which later plugins (inspections, village collectives, credit files,
 collection) extend.
@@ -19,7 +20,7 @@ Written like a third-party plugin: only the public API.
 
 from loanrules import Pack, hookimpl
 
-from .checks import CHECKS
+from .checks import CHANGES, CHECKS
 from .summaries import SUMMARIES
 from .valuation import EFFECTIVE_VALUE
 
@@ -35,6 +36,7 @@ def register_checks(register):
 @hookimpl
 def register_derivations(register):
     register(EFFECTIVE_VALUE)
+    register(CHANGES)
 
 
 @hookimpl
@@ -52,5 +54,6 @@ def register_packs(register):
         description="The rural credit cooperatives' own management guidance (REFERENCE.md §4) as checks: "
                     "collateral entry, registration, site verification, prudent valuation, approved appraisal "
                     "agencies, repeated mortgages and dynamic monitoring. Later plugins add their checks to it.",
-        members=[EFFECTIVE_VALUE.id, *(check.id for check in CHECKS), *(summary.id for summary in SUMMARIES)],
+        members=[EFFECTIVE_VALUE.id, CHANGES.id, *(check.id for check in CHECKS),
+                 *(summary.id for summary in SUMMARIES)],
     ))

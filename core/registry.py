@@ -7,6 +7,7 @@ checks, classifiers, strategies, packs and tables and never spells
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 
 import attrs
@@ -14,7 +15,8 @@ import attrs
 from loanrules.errors import PluginError
 from loanrules.manager import PluginManager
 from loanrules.model import Check, Classifier, Derivation, Pack, Strategy, Summary
-from loanrules.schema import CANONICAL_TABLES, DERIVED_TABLES, TableSpec
+from loanrules.schema import CANONICAL_TABLES, DERIVED_TABLES, Index, TableSpec
+from loanrules.store import quote_identifier
 
 Contribution = Check | Classifier | Strategy | Derivation | Summary
 
@@ -31,6 +33,7 @@ class Registry:
     contributions: dict[str, Registered] = attrs.field(factory=dict)
     packs: dict[str, Pack] = attrs.field(factory=dict)
     pack_plugins: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    _index_plugins: dict[tuple[str, Index], str] = attrs.field(factory=dict)  # (table, index) -> who added it
 
     @classmethod
     def from_plugins(cls, manager: PluginManager) -> Registry:
@@ -51,6 +54,8 @@ class Registry:
             raise PluginError(f"plugin {plugin!r} registered {spec!r} as a table; expected TableSpec")
         known = self.tables.get(spec.name)
         self.tables[spec.name] = known.extended(spec.columns, spec.indexes) if known else spec
+        for index in spec.indexes:
+            self._index_plugins.setdefault((spec.name, index), plugin)
 
     def add(self, plugin: str, item: Contribution) -> None:
         earlier = self.contributions.get(item.id)
@@ -67,7 +72,15 @@ class Registry:
         self.contributions[item.id] = Registered(plugin, item)
 
     def _check_tables(self) -> None:
-        """Every table a contribution reads exists, once all derivations are known (any plugin order)."""
+        """Every table's indexes can be made, and every table a contribution reads exists, once all tables
+        and derivations are known (any plugin order)."""
+        for spec in self.tables.values():
+            for index in spec.indexes:
+                problem = _index_problem(spec, index)
+                if problem:
+                    plugin = self._index_plugins.get((spec.name, index), "loanrules")
+                    raise PluginError(f"plugin {plugin!r}, table {spec.name!r}: index "
+                                      f"{index.index_name(spec.name)!r} {problem}")
         for registered in self.contributions.values():
             item = registered.item
             for table in (*item.tables, *item.optional_tables):
@@ -128,3 +141,22 @@ def _expecting(kind: type, add):
         add(plugin, item)
 
     return register
+
+
+def _index_problem(spec: TableSpec, index: Index) -> str | None:
+    """What is wrong with one index of ``spec``, tried on an empty table of the same columns, or None: at the
+    load, SQLite would take an unknown column in double quotes for a string and index a constant."""
+    unknown = [c for c in index.columns if c not in spec.column_names]
+    if unknown:
+        return f"names no column {', '.join(map(repr, unknown))} (columns: {', '.join(spec.column_names)})"
+    condition = index.condition()
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(f"CREATE TABLE t (snapshot_id, {', '.join(map(quote_identifier, spec.column_names))})")
+        conn.execute(f"CREATE INDEX i ON t (snapshot_id, {', '.join(map(quote_identifier, index.columns))})"
+                     + (f" WHERE {condition}" if condition else ""))
+    except sqlite3.Error as error:
+        return f"cannot be made: {error}"
+    finally:
+        conn.close()
+    return None

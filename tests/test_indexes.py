@@ -7,9 +7,13 @@ from __future__ import annotations
 import pytest
 from conftest import AS_OF, borrower, loan, query, write_snapshot
 
+from loanrules import Column, Index, TableSpec, hookimpl
 from loanrules.config import parse_config
 from loanrules.engine import Engine, RunScope
+from loanrules.errors import PluginError
+from loanrules.manager import PluginManager
 from loanrules.plan import Overrides, build_plan
+from loanrules.registry import Registry
 from loanrules.run import execute_run
 from loanrules.store import connect
 
@@ -113,3 +117,19 @@ def test_a_database_made_before_the_inspections_index_drops_the_narrower_one(loa
     assert [row[0] for row in query(db, "SELECT name FROM sqlite_master WHERE type = 'index' "
                                         "AND tbl_name = 'inspections'")] == [
         "idx_inspections_snapshot_id_loan_id_inspection_date_kind"]
+
+
+@pytest.mark.parametrize(("index", "problem"), [
+    (Index(("grade_typo",)), "names no column 'grade_typo'"),
+    (Index(("grade",), where="grade_typo IS NOT 'A'"), "cannot be made: no such column: grade_typo"),
+])
+def test_an_index_a_plugin_gets_wrong_is_refused_at_start_up_with_the_plugin_named(index, problem):
+    class Graded:
+        @hookimpl
+        def register_tables(self, register):
+            register(TableSpec("loans", (Column("grade"),), indexes=(index,)))
+
+    manager = PluginManager(builtins=False)
+    manager.pm.register(Graded(), name="graded")
+    with pytest.raises(PluginError, match=f"plugin 'graded', table 'loans': index .*{problem}"):
+        Registry.from_plugins(manager)

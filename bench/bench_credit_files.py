@@ -1,17 +1,23 @@
-"""credit_files: the three credit-file checks of the pack ``cooperative-baseline`` over 1M loans and ~4.3M documents.
+"""credit_files: the three credit-file checks of the pack ``cooperative-baseline`` over 1M loans, two books.
 
 Data: a dedicated generator (below), not the demo: it writes only what these
 checks read (``loans.csv`` and ``documents.csv``) in one streaming pass
 (stdlib csv, ``random.Random(seed)``, so the same files every time), cached
-under ``bench/results/credit_files-<N>/snapshot/`` (``complete.json``,
-written last, holds the row counts). The book follows the demo's mix:
+under ``bench/results/credit_files[-issue-scale]-<N>/snapshot/``
+(``complete.json``, written last, holds the row counts). Two books of ``N``
+loans, ~0.3% with a blank guarantee type and ~0.5% written off:
 
-* ``N`` loans: ~40% credit, ~25% guarantee, ~30% mortgage, ~5% pledge, ~0.3%
-  with a blank guarantee type; ~0.5% written off.
-* Each loan's credit file holds the documents the checks' default lists
-  require (3 for credit loans, 4 for guarantee loans, 6 for mortgage and
-  pledge loans): ~4.3 per loan, so ~4.3M document rows at 1M loans (more than
-  the issue's ~3M, on purpose: the demo's own mix). Nine files in ten are
+* the issue's scale, which carries the verdict: ~3.2M document rows at 1M
+  loans (the issue asks for 1M loans and 3M document rows), the book of a
+  cooperative lending mostly on credit: ~88% credit, ~8% guarantee, ~3.5%
+  mortgage, ~0.4% pledge loans;
+* the demo's mix, reported beside it: ~40% credit, ~25% guarantee, ~30%
+  mortgage, ~5% pledge, so ~4.3M document rows (more than the issue's, on
+  purpose: a heavier book).
+
+Each loan's credit file holds the documents the checks' default lists
+require (3 for credit loans, 4 for guarantee loans, 6 for mortgage and
+pledge loans). Nine files in ten are
   complete; in the rest each document is missing with chance 15%, its
   original with 30% and its scan with 30% (the demo's rates); ~0.2% of the present documents have
   a blank original or scan flag; ~5% of the loans also hold a document no
@@ -84,7 +90,14 @@ def _flag(u: float, missing_below: float) -> str:
     return "0" if u < missing_below else "" if u >= 0.998 else "1"
 
 
-def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
+# Cumulative shares of the guarantee types credit, guarantee, mortgage and pledge (the rest blank). The
+# demo's mix gives ~4.3 documents per loan; the issue's scale (1M loans, ~3M document rows) is the book of
+# a cooperative lending mostly on credit (unsecured household loans), ~3.2 per loan.
+DEMO_MIX = (0.40, 0.65, 0.95, 0.997)
+ISSUE_MIX = (0.88, 0.96, 0.995, 0.999)
+
+
+def generate(directory: Path, loans: int, seed: int = SEED, mix: tuple[float, ...] = DEMO_MIX) -> dict[str, int]:
     """Write ``loans.csv`` and ``documents.csv`` into ``directory``; return the rows per table."""
     rng = random.Random(seed)
     r = rng.random
@@ -96,8 +109,8 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
             if index == 1 or r() < 0.75:
                 borrower += 1
             u = r()
-            guarantee = ("credit" if u < 0.40 else "guarantee" if u < 0.65 else "mortgage" if u < 0.95
-                         else "pledge" if u < 0.997 else "")
+            guarantee = ("credit" if u < mix[0] else "guarantee" if u < mix[1] else "mortgage" if u < mix[2]
+                         else "pledge" if u < mix[3] else "")
             origination = as_of - int(r() * 1825)
             maturity = origination + 365 * max(1 + int(r() * 5), (as_of - origination) // 365 + 1)
             principal = max(1000, int(rng.lognormvariate(12.0, 0.8))) * 100
@@ -128,10 +141,12 @@ def generate(directory: Path, loans: int, seed: int = SEED) -> dict[str, int]:
     return out.counts
 
 
-def data_dir(loans: int) -> tuple[Path, dict]:
-    """The cached snapshot for ``loans`` loans (generated once); (directory, row counts)."""
-    base, counts = cached_data(NAME, loans, f"{loans:,} loans with their credit files",
-                               lambda directory: generate(directory / "snapshot", loans))
+def data_dir(loans: int, mix: tuple[float, ...] = DEMO_MIX) -> tuple[Path, dict]:
+    """The cached snapshot for ``loans`` loans of this guarantee ``mix`` (generated once); (directory, row
+    counts)."""
+    name = NAME if mix == DEMO_MIX else f"{NAME}-issue-scale"
+    base, counts = cached_data(name, loans, f"{loans:,} loans with their credit files",
+                               lambda directory: generate(directory / "snapshot", loans, mix=mix))
     return base / "snapshot", counts
 
 
@@ -139,10 +154,16 @@ def data_dir(loans: int) -> tuple[Path, dict]:
 
 
 def run(settings: Settings) -> list[Measurement]:
-    snapshot, counts = data_dir(settings.loans)
+    rows = _measure(settings, ISSUE_MIX, "at the issue's scale", target=True)
+    return rows + _measure(settings, DEMO_MIX, "at the demo's mix", target=False)
+
+
+def _measure(settings: Settings, mix: tuple[float, ...], scale: str, *, target: bool) -> list[Measurement]:
+    """One run over the book of this ``mix``; ``target``: its total carries the issue's verdict."""
+    snapshot, counts = data_dir(settings.loans, mix)
     db = fresh_db(settings, "credit_files")
     try:
-        say(f"  credit_files: loanrules run --pack {PACK} for {AS_OF} (loads it first) ...")
+        say(f"  credit_files ({scale}): loanrules run --pack {PACK} for {AS_OF} (loads it first) ...")
         wall, report = cli_run_json(snapshot, AS_OF, (PACK,), db, env=bench_env())
         outcomes = contribution_outcomes(report, CONTRIBUTIONS, "the credit-file checks did not all run ok")
         conn = sqlite3.connect(str(db))
@@ -159,7 +180,7 @@ def run(settings: Settings) -> list[Measurement]:
     total = sum(c["seconds"] for c in outcomes.values())
     findings = sum(outcomes[i]["rows"] for i in CHECKS)
     per_check = seconds_each(outcomes, CONTRIBUTIONS)
-    say(f"  credit_files: three checks {total:.2f} s ({findings:,} findings): {per_check}; "
+    say(f"  credit_files ({scale}): three checks {total:.2f} s ({findings:,} findings): {per_check}; "
         f"scans {scans:.3f} s; whole run {wall:.0f} s")
     size = f"{loan_rows:,} loans, {document_rows:,} documents"
     rows = [
@@ -169,9 +190,10 @@ def run(settings: Settings) -> list[Measurement]:
         Measurement(NAME, f"plain scan count+sum(outstanding) over loans ({loan_rows:,}), best of 3", loans_scan,
                     "s", baseline=loans_scan, ratio=1.0, target="baseline",
                     extra={"sql": LOANS_SCAN_SQL, "rows": loan_rows}),
-        Measurement(NAME, f"3 credit-file checks, sum of run JSON seconds ({size})", total,
-                    "s", baseline=scans,
-                    ratio=ratio(total, scans), target=f"< {TARGET_SECONDS:g} s", passed=total < TARGET_SECONDS,
+        Measurement(NAME, f"3 credit-file checks {scale}, sum of run JSON seconds ({size})", total,
+                    "s", baseline=scans, ratio=ratio(total, scans),
+                    target=f"< {TARGET_SECONDS:g} s" if target else "info",
+                    passed=total < TARGET_SECONDS if target else None,
                     note=f"{findings:,} findings; {per_check}",
                     extra={"per_check": {i: {"seconds": c["seconds"], "findings": c["rows"]}
                                          for i, c in outcomes.items()},
@@ -179,7 +201,7 @@ def run(settings: Settings) -> list[Measurement]:
     ]
     for contribution_id in CONTRIBUTIONS:
         outcome = outcomes[contribution_id]
-        rows.append(Measurement(NAME, f"{contribution_id}, run JSON", outcome["seconds"], "s", baseline=scans,
-                                ratio=ratio(outcome["seconds"], scans), target="info",
+        rows.append(Measurement(NAME, f"{contribution_id} {scale}, run JSON", outcome["seconds"], "s",
+                                baseline=scans, ratio=ratio(outcome["seconds"], scans), target="info",
                                 note=f"{outcome['rows']:,} findings"))
     return rows

@@ -133,3 +133,10 @@ def test_an_index_a_plugin_gets_wrong_is_refused_at_start_up_with_the_plugin_nam
     manager.pm.register(Graded(), name="graded")
     with pytest.raises(PluginError, match=f"plugin 'graded', table 'loans': index .*{problem}"):
         Registry.from_plugins(manager)
+
+
+def test_an_index_is_complete_or_has_a_condition_not_both():
+    with pytest.raises(ValueError, match="complete or has a condition"):
+        Index(("grade",), where="grade IS NOT 'A'", complete=True)
+    assert Index(("grade",), complete=True).condition() is None
+    assert Index(("grade",)).condition() == '"grade" IS NOT NULL'

@@ -9,11 +9,11 @@ appraisals, appraisers not approved, registration missing or late, site
 verification, mortgage loans without collateral, repeated mortgages, values
 that fell since the previous as-of, and agencies that overvalue. Also each
 loan's effective collateral value (a derivation the recovery categories
-read), the collateral revalued since the previous as-of (a derivation both
-history checks read) and report summaries (coverage by type, the agency scorecard). Every
-threshold is a parameter; config/packs/cooperative-baseline.md documents the
-pack, which later plugins (inspections, village collectives, credit files,
-collection) extend.
+read), the collateral revalued or new since the previous as-of (a derivation
+both history checks read) and report summaries (coverage by type, the agency
+scorecard). Every threshold is a parameter; config/packs/cooperative-baseline.md
+documents the pack, which later plugins (inspections, village collectives,
+credit files, collection) extend.
 
 Written like a third-party plugin: only the public API.
 """

@@ -81,7 +81,6 @@ _LISTS = """
     )"""
 
 
-
 def _by_kind(template: str) -> str:
     """SQL: ``template`` (with ``{kind}``) for the loan ``l``'s guarantee type, '' for a blank or unknown one.
     Each branch is a constant subquery for SQLite, evaluated once per statement."""

@@ -26,13 +26,14 @@ written last, holds the row counts). The book:
 
 Measured: ``loanrules run <snapshot> --as-of AS_OF --pack cooperative-baseline --db <db> --json``;
 the sum of the five checks' ``seconds`` from ``contributions[]`` (each check's SELECT, its findings' keys,
-the INSERT into ``findings``), and each check's own seconds (notes). Only this plugin's checks are counted:
+the INSERT into ``findings``) and of the derivation ``inspection.npl_loans`` the two NPL checks read (built
+once, apart from them), and each one's own seconds (notes). Only this plugin's checks are counted:
 the pack's other checks skip (no collateral, pledges, villages or documents in the snapshot) or run on their
 own clock. Baseline, same database right after the run, best of 3: plain scans
 ``SELECT count(*), max(inspection_date) FROM inspections WHERE snapshot_id = ?``,
 ``SELECT count(*), sum(outstanding_principal) FROM loans WHERE snapshot_id = ?`` and
 ``SELECT count(*), sum(amount_recovered) FROM collections WHERE snapshot_id = ?``; the ratio is against their
-sum. Target (issue 5): the five checks < 3 s.
+sum. Target (issue 5): the five checks (with the derivation) < 3 s.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ NAME = "inspections"
 PACK = "cooperative-baseline"
 CHECKS = ("inspection.npl_monthly_missing", "inspection.npl_quarterly_site_missing",
           "inspection.first_visit_missing", "inspection.performing_overdue", "collection.cash_collected")
+DERIVATIONS = ("inspection.npl_loans",)  # read by the two NPL checks, built once: its time counts with theirs
+CONTRIBUTIONS = (*CHECKS, DERIVATIONS[0])
 TARGET_SECONDS = 3.0
 SEED = 20261205
 SCANS = (
@@ -181,7 +184,7 @@ def run(settings: Settings) -> list[Measurement]:
         load_before = os.getloadavg()[0]
         wall, report = cli_run_json(snapshot, AS_OF, (PACK,), db, env=bench_env())
         load_after = os.getloadavg()[0]
-        outcomes = contribution_outcomes(report, CHECKS, "the inspection checks did not all run ok")
+        outcomes = contribution_outcomes(report, CONTRIBUTIONS, "the inspection checks did not all run ok")
         conn = sqlite3.connect(str(db))
         try:
             snapshot_id = run_snapshot_id(conn, report)
@@ -193,11 +196,12 @@ def run(settings: Settings) -> list[Measurement]:
 
     baseline = sum(seconds for seconds, _ in scans.values())
     total = sum(c["seconds"] for c in outcomes.values())
-    findings = sum(c["rows"] for c in outcomes.values())
-    per_check = seconds_each(outcomes, CHECKS)
+    findings = sum(outcomes[i]["rows"] for i in CHECKS)
+    per_check = seconds_each(outcomes, CONTRIBUTIONS)
     # the machine's load average around the run: on a shared machine the checks' wall seconds grow with it
     busy = f"load average {load_before:.1f} before the run, {load_after:.1f} after, {os.cpu_count()} CPUs"
-    say(f"  inspections: five checks {total:.2f} s ({findings:,} findings): {per_check}; scans {baseline:.3f} s; "
+    say(f"  inspections: five checks and their derivation {total:.2f} s ({findings:,} findings): {per_check}; "
+        f"scans {baseline:.3f} s; "
         f"whole run {wall:.0f} s; {busy}")
     size = ", ".join(f"{rows:,} {table}" for table, (_, rows) in scans.items())
     rows = [
@@ -206,15 +210,17 @@ def run(settings: Settings) -> list[Measurement]:
         for (table, sql), (seconds, count) in zip(SCANS, scans.values(), strict=True)
     ]
     rows.append(Measurement(
-        NAME, f"5 inspection/collection checks, sum of run JSON seconds ({size})", total, "s", baseline=baseline,
+        NAME, f"5 inspection/collection checks + their derivation, sum of run JSON seconds ({size})", total, "s",
+        baseline=baseline,
         ratio=ratio(total, baseline), target=f"< {TARGET_SECONDS:g} s", passed=total < TARGET_SECONDS,
         note=f"{findings:,} findings; {per_check}; {busy}",
         extra={"per_check": {i: {"seconds": c["seconds"], "findings": c["rows"]} for i, c in outcomes.items()},
                "whole_run_seconds": wall, "rows_loaded": report["rows"], "generated": counts,
                "load_average": [load_before, load_after]}))
-    for check_id in CHECKS:
-        outcome = outcomes[check_id]
-        rows.append(Measurement(NAME, f"{check_id}, run JSON", outcome["seconds"], "s", baseline=baseline,
+    for contribution_id in CONTRIBUTIONS:
+        outcome = outcomes[contribution_id]
+        rows.append(Measurement(NAME, f"{contribution_id}, run JSON", outcome["seconds"], "s", baseline=baseline,
                                 ratio=ratio(outcome["seconds"], baseline), target="info",
-                                note=f"{outcome['rows']:,} findings"))
+                                note=f"{outcome['rows']:,} " + ("rows" if contribution_id in DERIVATIONS
+                                                                else "findings")))
     return rows

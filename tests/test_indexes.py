@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import AS_OF, borrower, loan, query, write_snapshot
 
-from loanrules import Column, Index, TableSpec, hookimpl
+from loanrules import Column, Derivation, Index, TableSpec, hookimpl
 from loanrules.config import parse_config
 from loanrules.engine import Engine, RunScope
 from loanrules.errors import PluginError
@@ -52,19 +52,26 @@ def loaded(tmp_path, registry):
 
 
 def plans(db, registry, check_ids) -> dict[str, list[str]]:
-    """EXPLAIN QUERY PLAN of each check's SQL under the run's views, with its default parameters."""
-    plan = [p for p in build_plan(registry, parse_config({}), [PACK], Overrides()) if p.item.id in check_ids]
+    """EXPLAIN QUERY PLAN of each check's SQL under the run's views, with its default parameters (and the
+    derivations of the pack built, for the checks that read them)."""
+    plan = [p for p in build_plan(registry, parse_config({}), [PACK], Overrides())
+            if p.item.id in check_ids or isinstance(p.item, Derivation)]
     run_id, snapshot_id = query(db, "SELECT run_id, snapshot_id FROM runs")[0]
     tables = ("loans", "borrowers", "documents", "inspections")
     conn = connect(db)
     try:
         engine = Engine(conn, plan, RunScope(run_id=run_id, snapshot_id=snapshot_id, as_of=AS_OF,
-                                             present_tables=tables, all_tables=tables))
+                                             present_tables=tables, all_tables=tables,
+                                             derived_columns=registry.derived_columns()))
         engine.prepare()
         try:
+            for planned in plan:
+                for table in planned.item.tables if planned.item.id in check_ids else ():
+                    if table in engine.scope.derived_columns:
+                        engine._derive(table)
             return {p.item.id: [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {p.item.sql}",
                                                                 engine._sql_params(p))]
-                    for p in plan}
+                    for p in plan if p.item.id in check_ids}
         finally:
             engine.close()
     finally:

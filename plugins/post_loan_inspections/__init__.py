@@ -12,7 +12,7 @@ Written like a third-party plugin: only the public API.
 
 from loanrules import Pack, hookimpl
 
-from .checks import CHECKS
+from .checks import CHECKS, NPL_LOANS
 
 PACK_VERSION = "1.1.0"
 
@@ -21,6 +21,11 @@ PACK_VERSION = "1.1.0"
 def register_checks(register):
     for check in CHECKS:
         register(check)
+
+
+@hookimpl
+def register_derivations(register):
+    register(NPL_LOANS)
 
 
 @hookimpl
@@ -35,5 +40,5 @@ def register_packs(register):
                     "post-loan management (inspect every non-performing loan monthly and on site quarterly, "
                     "visit new loans, inspect performing loans regularly, never collect in cash). Other plugins "
                     "add their checks to it.",
-        members=[check.id for check in CHECKS],
+        members=[NPL_LOANS.id, *(check.id for check in CHECKS)],
     ))

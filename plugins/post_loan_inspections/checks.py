@@ -17,7 +17,7 @@ Conventions shared by the checks below:
 * "N days before the as-of" counts calendar days: an inspection on the as-of minus N days is within N days.
 """
 
-from loanrules import Check, Param, ParamType, Severity
+from loanrules import Check, Derivation, Param, ParamType, Severity
 from loanrules.sqltext import (
     NON_PERFORMING,
     current_class,
@@ -42,15 +42,28 @@ def _days_since(date: str) -> str:
     return days_between(date, ":as_of")
 
 
-# The non-performing loans on the books, with the class that made them so: the loans the two NPL checks judge.
-# Materialized first, so that their inspections are looked up for them alone (left to itself, SQLite looks up
-# every loan's before it joins the class).
-_NPL_LOANS = f"""
-    SELECT l.loan_id, l.borrower_id, l.outstanding_principal, {current_class()} AS risk_class,
-           {_CLASS_SOURCE} AS class_source
-    FROM loans l LEFT JOIN assessments a ON a.loan_id = l.loan_id
-    WHERE {on_book()} AND {non_performing()}
-"""
+# The non-performing loans on the books, with the class that made them so: the loans the two NPL checks judge,
+# found once for both (a pass over every loan: 0.15 s at 1M). Their inspections are then looked up for them
+# alone (left to itself, SQLite looked up every loan's before it joined the class).
+NPL_LOANS = Derivation(
+    id="inspection.npl_loans",
+    table="npl_loans",
+    columns=("loan_id", "borrower_id", "outstanding_principal", "risk_class", "class_source"),
+    title="The non-performing loans on the books, with the class that made them so",
+    tables=("loans", "assessments"),
+    reference=f"{PRACTICE}: inspect every NPL monthly and quarterly",
+    description="One row per loan on the books (not written off) that is non-performing (table `npl_loans`): "
+                "its class (`risk_class`: the class computed in the same run when a classifier ran, else the "
+                "recorded one: substandard, doubtful or loss) and where that class comes from (`class_source`: "
+                "computed or recorded). Read by inspection.npl_monthly_missing and "
+                "inspection.npl_quarterly_site_missing; it has no parameters of its own.",
+    sql=f"""
+        SELECT l.loan_id, l.borrower_id, l.outstanding_principal, {current_class()} AS risk_class,
+               {_CLASS_SOURCE} AS class_source
+        FROM loans l LEFT JOIN assessments a ON a.loan_id = l.loan_id
+        WHERE {on_book()} AND {non_performing()}
+    """,
+)
 
 
 def _npl_message(last: str, what: str, every: str) -> str:
@@ -65,7 +78,7 @@ NPL_MONTHLY_MISSING = Check(
     id="inspection.npl_monthly_missing",
     title="Non-performing loan not inspected in the last month",
     severity=Severity.WARNING,
-    tables=("loans", "inspections", "assessments"),
+    tables=("loans", "inspections", "assessments", NPL_LOANS.table),
     params=(Param("max_days", 31, ParamType.INTEGER,
                   "days within which a non-performing loan must have been inspected (any kind)"),),
     reference=f"{PRACTICE}: inspect every NPL monthly and quarterly",
@@ -76,7 +89,7 @@ NPL_MONTHLY_MISSING = Check(
                 "inspected. Inspections dated after the as-of do not count. The message gives the last "
                 "inspection date (or none).",
     sql=f"""
-        WITH npl AS MATERIALIZED ({_NPL_LOANS}),
+        WITH npl AS (SELECT * FROM npl_loans),
         late AS MATERIALIZED (
             SELECT n.* FROM npl n
             WHERE NOT EXISTS (SELECT 1 FROM inspections i
@@ -103,7 +116,7 @@ NPL_QUARTERLY_SITE_MISSING = Check(
     id="inspection.npl_quarterly_site_missing",
     title="Non-performing loan without an on-site inspection in the last quarter",
     severity=Severity.WARNING,
-    tables=("loans", "inspections", "assessments"),
+    tables=("loans", "inspections", "assessments", NPL_LOANS.table),
     params=(
         Param("max_days", 92, ParamType.INTEGER,
               "days within which a non-performing loan must have had an on-site inspection"),
@@ -120,7 +133,7 @@ NPL_QUARTERLY_SITE_MISSING = Check(
     # A loan's inspections are read newest first, through the index on (loan, date, kind), up to the first on
     # site (max() read every one of the loan's to filter them).
     sql=f"""
-        WITH npl AS MATERIALIZED ({_NPL_LOANS}),
+        WITH npl AS (SELECT * FROM npl_loans),
         dated AS MATERIALIZED (
             SELECT n.*, (SELECT i.inspection_date FROM inspections i
                          WHERE i.loan_id = n.loan_id AND i.inspection_date <= :as_of

@@ -29,8 +29,8 @@ check's SELECT, its findings' keys, the INSERT into ``findings``), and each
 one's own seconds. (Until pack 1.1.0 a derivation, ``files.document_flags``,
 found the documents without an original or a scan for the two flag checks and
 was counted here; they now read them through the partial index
-``documents_unfinished``, which the load fills.) The other checks of the pack are skipped (their tables are not in
-the snapshot) or do not count. Baseline, same database right after the run,
+``documents_unfinished``, which the load fills.) The other checks of the pack
+are skipped (their tables are not in the snapshot) or do not count. Baseline, same database right after the run,
 best of 3: the plain scans ``SELECT count(*), sum(electronic_copy) FROM documents
 WHERE snapshot_id = ?`` and ``SELECT count(*), sum(outstanding_principal) FROM
 loans WHERE snapshot_id = ?``; the ratio is against their sum.

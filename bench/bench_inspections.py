@@ -71,7 +71,7 @@ PACK = "cooperative-baseline"
 CHECKS = ("inspection.npl_monthly_missing", "inspection.npl_quarterly_site_missing",
           "inspection.first_visit_missing", "inspection.performing_overdue", "collection.cash_collected")
 DERIVATIONS = ("inspection.npl_loans",)  # read by the two NPL checks, built once: its time counts with theirs
-CONTRIBUTIONS = (*CHECKS, DERIVATIONS[0])
+CONTRIBUTIONS = (*CHECKS, *DERIVATIONS)
 TARGET_SECONDS = 3.0
 SEED = 20261205
 SCANS = (

@@ -300,6 +300,9 @@ def test_non_performing_is_the_computed_class_when_the_classifier_runs_else_the_
     assert "(substandard, computed class)" in monthly["COMPUTED"][0]
     assert list(findings(night.db, SITE)) == ["COMPUTED"]
     assert findings(night.db, OVERDUE) == {}  # RECORDED is now performing: inspected 100 days ago, fine
+    # both NPL checks read the one list of non-performing loans the derivation made after classification
+    assert query(night.db, "SELECT status, rows FROM run_contributions WHERE run_id = ? "
+                           "AND contribution_id = 'inspection.npl_loans'", (latest_run(night.db),)) == [("ok", 1)]
 
 
 # ------------------------------------------------------------ written-off loans

@@ -19,7 +19,7 @@ from loanrules.privacy import Masker
 from loanrules.run import RESOLVED_SQL
 from loanrules.schema import RISK_CLASSES
 from loanrules.sqltext import on_book, rank_case
-from loanrules.store import COUNTED_STATUSES, RESULT_TABLES, latest_run_id
+from loanrules.store import COUNTED_STATUSES, latest_run_id, missing_result_columns
 
 EXPORTS = {
     "findings": ("findings", ("run_id", "check_id", "severity", "loan_id", "borrower_id", "collateral_id",
@@ -65,21 +65,11 @@ def open_results(db_path: str | Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
         raise UsageError(f"{path}: not a loanrules database (no runs table)")
-    missing = _missing_columns(conn)
+    missing = missing_result_columns(conn)
     if missing:
         raise UsageError(f"{path}: made by an earlier loanrules, its tables lack {', '.join(missing)}; "
                          f"`loanrules upgrade-db --db {path}` adds them (nothing else changes)")
     return conn
-
-
-def _missing_columns(conn: sqlite3.Connection) -> list[str]:
-    """The result tables' columns this version reads that the database does not have yet (``table.column``)."""
-    missing = []
-    for table, spec in RESULT_TABLES.items():
-        present = {row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (table,))}
-        if present:
-            missing += [f"{table}.{column}" for column in spec["columns"] if column not in present]
-    return missing
 
 
 def resolve_run(conn: sqlite3.Connection, run_id: int | None) -> sqlite3.Row:

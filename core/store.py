@@ -105,13 +105,22 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def missing_result_columns(conn: sqlite3.Connection) -> list[str]:
+    """The result tables' columns this version has that an earlier database's tables lack (``table.column``);
+    a table not there at all is not counted (a run creates it)."""
+    missing = []
+    for table, spec in RESULT_TABLES.items():
+        present = {row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (table,))}
+        if present:
+            missing += [f"{table}.{column}" for column in spec["columns"] if column not in present]
+    return missing
+
+
 def upgrade_schema(conn: sqlite3.Connection) -> list[str]:
     """``ensure_schema``, returning the result columns it added (``table.column``) to an earlier database."""
-    before = {table: {row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (table,))}
-              for table in RESULT_TABLES}
+    missing = missing_result_columns(conn)
     ensure_schema(conn)
-    return [f"{table}.{column}" for table, spec in RESULT_TABLES.items() if before[table]
-            for column in spec["columns"] if column not in before[table]]
+    return missing
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:

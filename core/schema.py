@@ -222,8 +222,10 @@ COLLATERAL = TableSpec(
         _bool("site_verified"),
     ),
     key=("collateral_id",),
-    # collateral.repeated_mortgage finds one registration number on two records in one ordered pass
-    indexes=(("registration_no",),),
+    # collateral.repeated_mortgage finds one registration number on two records in one ordered pass;
+    # appraiser.overvaluation counts each agency's collateral, and collateral.appraiser_not_approved finds
+    # the collateral of an agency off the list or valued after its approval ran out, by ranges of the second
+    indexes=(("registration_no",), ("appraiser_id",)),
 )
 
 PLEDGES = TableSpec(

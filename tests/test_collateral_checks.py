@@ -16,8 +16,11 @@ import pytest
 from conftest import AS_OF, borrower, loan, query, write_snapshot
 
 from loanrules.config import parse_config
+from loanrules.engine import Engine, RunScope
+from loanrules.plan import Overrides, build_plan
 from loanrules.run import execute_run
 from loanrules.schema import COLLATERAL, Column, Index
+from loanrules.store import connect
 
 PACK = "cooperative-baseline"
 LTV = "collateral.ltv_exceeded"
@@ -389,10 +392,11 @@ def test_registration_numbers_have_an_index_that_a_scan_of_the_collateral_never_
 
 
 def test_a_table_keeps_its_indexes_and_takes_a_plugins_when_the_plugin_extends_it():
-    assert COLLATERAL.indexes == (Index(("registration_no",)),)
-    assert COLLATERAL.extended((Column("grade"),)).indexes == (Index(("registration_no",)),)
+    own = (Index(("registration_no",)), Index(("appraiser_id",)))
+    assert COLLATERAL.indexes == own
+    assert COLLATERAL.extended((Column("grade"),)).indexes == own
     extended = COLLATERAL.extended((Column("grade"),), (["owner_id"], ("registration_no",)))
-    assert extended.indexes == (Index(("registration_no",)), Index(("owner_id",)))
+    assert extended.indexes == (*own, Index(("owner_id",)))
     assert extended.column("grade") is not None
 
 
@@ -532,3 +536,53 @@ def test_ltv_breaching_collateral_counts_as_bad_for_its_agency(night):
     night(**shape)
     assert [(row[3]["appraiser_id"], row[3]["bad_loan_rate"]["bad"]) for row in findings(night.db, OVERVALUATION)] \
         == [("AP1", 2)]
+
+
+def test_agency_and_book_rates_count_only_collateral_behind_loans_on_the_books(night):
+    shape = bad_loan_book(5, 2, 5, 0)
+    # AP1's collateral behind nothing, or behind a written-off bad loan, count for neither AP1 nor the book; a
+    # deposit with no appraiser counts for the book alone
+    shape["collateral"] += [collateral("AP1-IDLE-1", appraiser_id="AP1"), collateral("AP1-IDLE-2", appraiser_id="AP1"),
+                            collateral("AP1-WO", appraiser_id="AP1"),
+                            collateral("DEP", collateral_type="deposit", appraiser_id="")]
+    shape["loans"] += [mortgage("L-WO", recorded_class="loss", written_off="1"), mortgage("L-DEP")]
+    shape["pledges"] += [pledge("L-WO", "AP1-WO"), pledge("L-DEP", "DEP")]
+    night(as_of=PREVIOUS, **shape)
+    night(**shape)
+    ((_, _, message, details),) = findings(night.db, OVERVALUATION)
+    assert details["bad_loan_rate"] == {"collateral": 5, "bad": 2, "book_collateral": 11, "book_bad": 2,
+                                        "rate_multiple": 2.0}
+    assert "2 of 5 collateral" in message and "the book 18.18%" in message
+
+
+def test_the_agencies_are_counted_through_their_index_and_the_history_read_in_key_order(night, registry):
+    """Grouping every collateral by agency sorted the whole book; the stored partial index on
+    (snapshot_id, appraiser_id) gives the counts in its order. The earlier rows of the history are still read
+    in key order, where the lookups of their own earlier rows follow one another."""
+    for as_of in ("2026-09-30", PREVIOUS, AS_OF):
+        night(as_of=as_of, **bad_loan_book(5, 2, 5, 0))
+    plan = [p for p in build_plan(registry, parse_config({}), [PACK], Overrides())
+            if p.item.id in (OVERVALUATION, "collateral.changes")]
+    (run_id, snapshot_id), (previous_run_id, previous_id) = query(
+        night.db, "SELECT run_id, snapshot_id FROM runs ORDER BY as_of DESC LIMIT 2")
+    tables = ("loans", "borrowers", "collateral", "pledges", "appraisers")
+    conn = connect(night.db)
+    engine = Engine(conn, plan, RunScope(run_id=run_id, snapshot_id=snapshot_id, as_of=AS_OF, present_tables=tables,
+                                         all_tables=tables, previous_snapshot_id=previous_id,
+                                         previous_run_id=previous_run_id, previous_as_of=PREVIOUS,
+                                         derived_columns=registry.derived_columns()))
+    try:
+        engine.prepare()
+        engine._build_facts(("collateral_facts",))
+        engine._derive("collateral_changes")
+        (overvaluation,) = [p for p in plan if p.item.id == OVERVALUATION]
+        steps = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {overvaluation.item.sql}",
+                                                 engine._sql_params(overvaluation))]
+    finally:
+        engine.close()
+        conn.close()
+    agency_index = [step for step in steps if "idx_collateral_snapshot_id_appraiser_id" in step]
+    assert agency_index == [
+        "SEARCH main.collateral USING COVERING INDEX idx_collateral_snapshot_id_appraiser_id "
+        "(snapshot_id=? AND appraiser_id>?)"], steps
+    assert "SCAN f" in steps and "SEARCH t USING INDEX collateral_key (snapshot_id=?)" in steps, steps

@@ -447,9 +447,10 @@ OVERVALUATION = Check(
     # lookup, no sort of the whole history): today's with the previous as-of's, from the derivation
     # collateral.changes (the rows whose appraiser can have changed; a new collateral's earlier row, if any, is
     # looked up), earlier rows with theirs (the earliest as-of has nothing before it and is not read). Only
-    # the few rows whose appraiser changed go on. The agencies' bad-loan rates come from one pass over the
-    # collateral facts (the collateral behind loans on the books), counted per agency; the book's rate is the
-    # sum of those counts.
+    # the few rows whose appraiser changed go on. The bad-loan rates: each agency's collateral are counted
+    # through the stored index on (snapshot_id, appraiser_id), in its order; one pass over the collateral facts
+    # picks the few that are bad or behind no loan on the books (those are taken off the count), grouped by
+    # agency. Grouping every collateral by agency instead sorted 1M rows (0.63 s against 0.24 s in all).
     sql=f"""
         WITH stepped AS MATERIALIZED (
             SELECT collateral_id, as_of, appraiser_id, appraised_value, before_appraiser
@@ -466,8 +467,11 @@ OVERVALUATION = Check(
                           WHERE h.collateral_id = t.collateral_id AND h.as_of < t.as_of
                           ORDER BY h.as_of DESC LIMIT 1) AS before_appraiser
                   FROM history_collateral t
-                  WHERE t.appraiser_id IS NOT NULL
-                    AND t.as_of > (SELECT as_of FROM history_collateral ORDER BY as_of LIMIT 1))
+                  -- in key order: the + and the LIMIT (no condition pushed down from outside) keep SQLite off
+                  -- the agencies' partial index, whose order would scatter the lookups of the rows before
+                  WHERE +t.appraiser_id IS NOT NULL
+                    AND t.as_of > (SELECT as_of FROM history_collateral ORDER BY as_of LIMIT 1)
+                  LIMIT -1)
             WHERE appraiser_id != before_appraiser
         ),
         changes AS (
@@ -488,21 +492,27 @@ OVERVALUATION = Check(
                AND avg(1.0 * (before_value - after_value) / before_value) * 10000 + 0.000001 >=
                    CAST(round(:min_drop * 10000) AS INTEGER)
         ),
+        -- the collateral behind no loan on the books, and the bad ones: a few percent, from one pass over the facts
+        unusual AS MATERIALIZED (
+            SELECT f.appraiser_id, f.loan_count > 0 AS on_book
+            FROM collateral_facts f
+            WHERE f.loan_count = 0 OR f.npl_loan_count > 0
+               OR (f.appraised_value IS NOT NULL AND f.exposure * 10000 > f.appraised_value * {_LIMIT_BP})
+        ),
         per_agency AS MATERIALIZED (
-            SELECT appraiser_id, count(*) AS collateral_count, sum(bad) AS bad
-            FROM (SELECT f.appraiser_id,
-                         CASE WHEN f.npl_loan_count > 0 OR (f.appraised_value IS NOT NULL AND
-                                                            f.exposure * 10000 > f.appraised_value * {_LIMIT_BP})
-                              THEN 1 ELSE 0 END AS bad
-                  FROM collateral_facts f WHERE f.loan_count > 0
-                  LIMIT -1)  -- kept a subquery (no LIMIT, but not flattened): the GROUP BY sorts two columns
-            GROUP BY appraiser_id
+            SELECT v.appraiser_id, v.valued - coalesce(u.idle, 0) AS collateral_count, coalesce(u.bad, 0) AS bad
+            FROM (SELECT appraiser_id, count(*) AS valued FROM collateral WHERE appraiser_id IS NOT NULL
+                  GROUP BY appraiser_id) v
+            LEFT JOIN (SELECT appraiser_id, sum(on_book) AS bad, sum(NOT on_book) AS idle FROM unusual
+                       WHERE appraiser_id IS NOT NULL GROUP BY appraiser_id) u ON u.appraiser_id = v.appraiser_id
         ),
         rates AS MATERIALIZED (
             SELECT f.appraiser_id, f.collateral_count, f.bad, b.total AS book_total, b.bad AS book_bad
             FROM per_agency f
-            CROSS JOIN (SELECT sum(collateral_count) AS total, sum(bad) AS bad FROM per_agency) b
-            WHERE f.appraiser_id IS NOT NULL AND f.collateral_count >= :min_collateral AND f.bad > 0
+            CROSS JOIN (SELECT (SELECT count(*) FROM collateral_facts) - count(*) + coalesce(sum(on_book), 0) AS total,
+                               coalesce(sum(on_book), 0) AS bad
+                        FROM unusual) b
+            WHERE f.collateral_count >= :min_collateral AND f.bad > 0
               AND f.bad * b.total * 10000 >= b.bad * f.collateral_count * CAST(round(:rate_multiple * 10000) AS INTEGER)
         ),
         -- one row per agency with both reasons side by side (no join against the materialized results: the

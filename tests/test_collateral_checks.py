@@ -555,14 +555,10 @@ def test_agency_and_book_rates_count_only_collateral_behind_loans_on_the_books(n
     assert "2 of 5 collateral" in message and "the book 18.18%" in message
 
 
-def test_the_agencies_are_counted_through_their_index_and_the_history_read_in_key_order(night, registry):
-    """Grouping every collateral by agency sorted the whole book; the stored partial index on
-    (snapshot_id, appraiser_id) gives the counts in its order. The earlier rows of the history are still read
-    in key order, where the lookups of their own earlier rows follow one another."""
-    for as_of in ("2026-09-30", PREVIOUS, AS_OF):
-        night(as_of=as_of, **bad_loan_book(5, 2, 5, 0))
+def plan_steps(night, registry, check_id: str) -> list[str]:
+    """EXPLAIN QUERY PLAN of a check's SQL under the latest run's views, with the facts and derivations built."""
     plan = [p for p in build_plan(registry, parse_config({}), [PACK], Overrides())
-            if p.item.id in (OVERVALUATION, "collateral.changes")]
+            if p.item.id in (check_id, "collateral.changes")]
     (run_id, snapshot_id), (previous_run_id, previous_id) = query(
         night.db, "SELECT run_id, snapshot_id FROM runs ORDER BY as_of DESC LIMIT 2")
     tables = ("loans", "borrowers", "collateral", "pledges", "appraisers")
@@ -575,14 +571,32 @@ def test_the_agencies_are_counted_through_their_index_and_the_history_read_in_ke
         engine.prepare()
         engine._build_facts(("collateral_facts",))
         engine._derive("collateral_changes")
-        (overvaluation,) = [p for p in plan if p.item.id == OVERVALUATION]
-        steps = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {overvaluation.item.sql}",
-                                                 engine._sql_params(overvaluation))]
+        (check,) = [p for p in plan if p.item.id == check_id]
+        return [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {check.item.sql}", engine._sql_params(check))]
     finally:
         engine.close()
         conn.close()
+
+
+def test_the_agencies_are_counted_through_their_index_and_the_history_read_in_key_order(night, registry):
+    """Grouping every collateral by agency sorted the whole book; the stored partial index on
+    (snapshot_id, appraiser_id) gives the counts in its order. The earlier rows of the history are still read
+    in key order, where the lookups of their own earlier rows follow one another."""
+    for as_of in ("2026-09-30", PREVIOUS, AS_OF):
+        night(as_of=as_of, **bad_loan_book(5, 2, 5, 0))
+    steps = plan_steps(night, registry, OVERVALUATION)
     agency_index = [step for step in steps if "idx_collateral_snapshot_id_appraiser_id" in step]
     assert agency_index == [
         "SEARCH main.collateral USING COVERING INDEX idx_collateral_snapshot_id_appraiser_id "
         "(snapshot_id=? AND appraiser_id>?)"], steps
     assert "SCAN f" in steps and "SEARCH t USING INDEX collateral_key (snapshot_id=?)" in steps, steps
+
+
+def test_the_appraiser_check_reads_the_collateral_in_key_order_not_by_agency(night, registry):
+    """Through the agencies' index, each collateral's row was fetched out of order (0.63 s against 0.30 s at
+    1M collateral)."""
+    for as_of in (PREVIOUS, AS_OF):
+        night(as_of=as_of, **bad_loan_book(5, 2, 5, 0))
+    steps = plan_steps(night, registry, APPRAISER)
+    assert "SEARCH main.collateral USING INDEX collateral_key (snapshot_id=?)" in steps, steps
+    assert not [step for step in steps if "appraiser_id" in step and "main.collateral" in step], steps

@@ -36,7 +36,8 @@ from loanrules.plan import Overrides
 from loanrules.privacy import Masker, personal_columns
 from loanrules.registry import Registry
 from loanrules.run import execute_run, load_only, validate_snapshot
-from loanrules.store import connect, database_lock, upgrade_schema
+from loanrules.store import connect, database_lock
+from loanrules.upgrade import undeclared_not_null, upgrade_database
 
 DEFAULT_DB = "loanrules.db"
 # The demo book averages ~195,000 yuan a loan; net capital near 11.5% of it is
@@ -189,6 +190,7 @@ def run(session, snapshot_dir, as_of, quarantine, wait_seconds, max_problems, qu
                          overrides=overrides, quarantine=quarantine, wait_seconds=wait_seconds,
                          max_problems=max_problems, progress=_progress(quiet))
     _print_run(result, as_json, db)
+    _note_undeclared(db, session.registry)
     click.get_current_context().exit(result.exit_code(Severity.parse(fail_on) if fail_on else None))
 
 
@@ -241,27 +243,45 @@ def load(session, snapshot_dir, as_of, quarantine, wait_seconds, max_problems, q
                          quarantine=quarantine, wait_seconds=wait_seconds, max_problems=max_problems,
                          progress=_progress(quiet))
     _print_loaded(snapshot, f"stored as snapshot {snapshot.snapshot_id} in {db}")
+    _note_undeclared(db, session.registry)
 
 
 @cli.command(name="upgrade-db")
 @click.option("--wait", "wait_seconds", type=float, default=0, show_default=True,
               help="Seconds to wait for another run holding the database.")
 @db_option
-def upgrade_db(wait_seconds, db):
-    """Add the result columns this version reads to a database made by an earlier one.
+@pass_session
+def upgrade_db(session, wait_seconds, db):
+    """Bring a database made by an earlier version up to this one.
 
-    Runs and loads do it themselves; the reading commands (findings, report,
-    export, ...) open the database read-only and ask for this instead.
+    Adds the result columns this version reads (runs and loads do that
+    themselves; the reading commands, which open the database read-only, ask
+    for this instead), and rebuilds the stored snapshot tables made before
+    their required columns were declared NOT NULL: once, copying every row of
+    the history, in one transaction.
     """
     if not Path(db).is_file():
         raise UsageError(f"{db}: no such database")
     with database_lock(db, wait_seconds):
         conn = connect(db)
         try:
-            added = upgrade_schema(conn)
+            done = upgrade_database(conn, session.registry.tables.values())
         finally:
             conn.close()
-    click.echo(f"{db}: added {', '.join(added)}" if added else f"{db}: already up to date")
+    click.echo("\n".join(f"{db}: {line}" for line in done) if done else f"{db}: already up to date")
+
+
+def _note_undeclared(db: str, registry: Registry) -> None:
+    """A hint on stderr when the database's snapshot tables predate their NOT NULL declarations."""
+    conn = connect(db)
+    try:
+        tables = undeclared_not_null(conn, registry.tables.values())
+    finally:
+        conn.close()
+    if tables:
+        click.echo(f"note: {db} was made by an earlier version: its tables {', '.join(sorted(tables))} do not "
+                   f"declare their required columns NOT NULL, and the checks that compare two snapshots run "
+                   f"slower; `loanrules upgrade-db --db {db}` rebuilds them once", err=True)
 
 
 def _print_loaded(snapshot, where: str) -> None:

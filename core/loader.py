@@ -408,12 +408,12 @@ def load_snapshot(conn: sqlite3.Connection, directory: str | Path, *, as_of: str
         "UPDATE snapshots SET sha256 = ?, row_counts = ?, quarantined = ? WHERE snapshot_id = ?",
         (combined, json_dumps(counts), quarantined, snapshot_id),
     )
-    _planner_statistics(conn, [tables[name] for name in present], snapshot_id)
+    planner_statistics(conn, [tables[name] for name in present], snapshot_id)
     return LoadedSnapshot(snapshot_id, cooperative, as_of, combined, counts, tuple(present), quarantined,
                           tuple(problems.shown), problems.total)
 
 
-def _planner_statistics(conn: sqlite3.Connection, specs: Iterable[TableSpec], snapshot_id: int) -> None:
+def planner_statistics(conn: sqlite3.Connection, specs: Iterable[TableSpec], snapshot_id: int) -> None:
     """Statistics for the query planner: sampled, with the two figures sampling gets wrong made exact.
 
     Without statistics the planner may read a whole snapshot through the key

@@ -102,6 +102,9 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute("PRAGMA cache_size = -65536")  # 64 MB: enough for index builds, keeps RSS flat
     conn.execute("PRAGMA temp_store = FILE")
+    # Before the first temp table: a run's facts and derivations (1M rows and more) are written once and read
+    # by several checks, and 16 KiB pages made that 0.1 s cheaper per 1M collateral than 4 KiB ones.
+    conn.execute("PRAGMA temp.page_size = 16384")
     return conn
 
 
@@ -141,6 +144,13 @@ def snapshot_table_columns(spec: TableSpec) -> dict[str, type]:
     return columns
 
 
+def not_null_columns(spec: TableSpec) -> set[str]:
+    """The stored table's columns declared NOT NULL: snapshot_id and every column the loader requires a value
+    in. The declaration tells SQLite that a key is unique (a UNIQUE index allows many NULLs), so that it can
+    compare two snapshots by merging their key-ordered rows instead of sorting them (collateral.changes)."""
+    return {"snapshot_id", *(column.name for column in spec.columns if column.not_null)}
+
+
 def ensure_snapshot_table(conn: sqlite3.Connection, spec: TableSpec, extra_columns: tuple[str, ...]) -> None:
     """Create or widen the stored table for one snapshot table, and its indexes."""
     db = sqlite_utils.Database(conn)
@@ -148,7 +158,7 @@ def ensure_snapshot_table(conn: sqlite3.Connection, spec: TableSpec, extra_colum
     columns = snapshot_table_columns(spec)
     columns.update({name: str for name in extra_columns if name not in columns})
     if not table.exists():
-        table.create(columns)
+        table.create(columns, not_null=not_null_columns(spec))
     else:
         missing = {name: kind for name, kind in columns.items() if name not in table.columns_dict}
         for name, kind in missing.items():

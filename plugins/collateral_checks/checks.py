@@ -357,8 +357,11 @@ _MIN_DROP = Param("min_drop", "0.20", ParamType.DECIMAL,
 
 # Dynamic monitoring compares today's collateral with the previous as-of's. Both history checks need only
 # the collateral whose value, appraiser or appraisal date changed, or that is new since then (a few percent):
-# the derivation finds them with one key lookup per collateral, once for both (each check's own pass cost
-# 0.45 s at 1M collateral).
+# the derivation finds them once for both (each check's own pass cost 0.45 s at 1M collateral), by merging the
+# two snapshots' rows in key order (EXCEPT), then looks up the previous row of those few alone. The merge needs
+# no sort because collateral_id is declared NOT NULL, which makes the key unique to SQLite (0.36 s against
+# 0.52 s for a lookup per collateral, at 1M); in a database made before that declaration SQLite sorts each
+# side's other columns (0.85 s) until `loanrules upgrade-db` rebuilds the table.
 CHANGES = Derivation(
     id="collateral.changes",
     table="collateral_changes",
@@ -377,9 +380,11 @@ CHANGES = Derivation(
         SELECT c.collateral_id, c.appraiser_id, c.appraised_value, c.appraisal_date,
                p.collateral_id IS NOT NULL AS in_previous, p.appraiser_id AS previous_appraiser_id,
                p.appraised_value AS previous_value, p.appraisal_date AS previous_appraisal_date
-        FROM collateral c LEFT JOIN prev_collateral p ON p.collateral_id = c.collateral_id
-        WHERE p.collateral_id IS NULL OR p.appraised_value IS NOT c.appraised_value
-           OR p.appraiser_id IS NOT c.appraiser_id OR p.appraisal_date IS NOT c.appraisal_date
+        FROM (SELECT collateral_id, appraiser_id, appraised_value, appraisal_date FROM collateral
+              EXCEPT
+              SELECT collateral_id, appraiser_id, appraised_value, appraisal_date FROM prev_collateral
+              ORDER BY 1 LIMIT -1) c
+        LEFT JOIN prev_collateral p ON p.collateral_id = c.collateral_id
     """,
 )
 

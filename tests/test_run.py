@@ -185,6 +185,35 @@ def test_findings_persist_with_first_seen_and_resolve_across_nights(db_path, sna
     assert query(db_path, "SELECT previous_run_id FROM runs WHERE run_id = ?", (second.run_id,)) == [(first.run_id,)]
 
 
+def test_a_check_giving_one_subject_twice_keeps_both_and_their_first_seen_across_nights(db_path, tmp_path):
+    class Twice:
+        @hookimpl
+        def register_checks(self, register):
+            # two findings per overdue loan, with no subject to tell them apart: one key
+            register(Check(id="test.twice", title="Twice", severity="warning",
+                           sql="SELECT loan_id, borrower_id, 'overdue, ' || n AS message FROM loans "
+                               "CROSS JOIN (SELECT 1 AS n UNION ALL SELECT 2) WHERE days_past_due > 0"))
+
+        @hookimpl
+        def register_packs(self, register):
+            register(Pack(name="twice", version="1", title="Twice", members=["test.twice"]))
+
+    registry = make_registry(Twice())
+    nights = (("2026-11-25", "L1"), ("2026-11-26", "L1"), ("2026-11-27", "L2"))
+    for as_of, overdue in nights:
+        book = write_snapshot(tmp_path / as_of, loans=[loan("L1", days_past_due="9" if overdue == "L1" else "0"),
+                                                       loan("L2", days_past_due="9" if overdue == "L2" else "0"),
+                                                       loan("L3", days_past_due="9")])
+        result = run(db_path, book, registry, as_of=as_of, packs=("twice",))
+    rows = query(db_path, "SELECT r.as_of, f.loan_id, f.status, f.first_seen, count(*) FROM findings f "
+                          "JOIN runs r USING (run_id) GROUP BY 1, 2, 3, 4 ORDER BY 1, 2")
+    assert rows == [("2026-11-25", "L1", "new", "2026-11-25", 2), ("2026-11-25", "L3", "new", "2026-11-25", 2),
+                    ("2026-11-26", "L1", "persisting", "2026-11-25", 2),
+                    ("2026-11-26", "L3", "persisting", "2026-11-25", 2),
+                    ("2026-11-27", "L2", "new", "2026-11-27", 2), ("2026-11-27", "L3", "persisting", "2026-11-25", 2)]
+    assert (result.new, result.persisting, result.resolved) == (2, 2, 2)
+
+
 def test_rerunning_the_same_as_of_supersedes_without_duplicating(db_path, snapshot):
     registry = make_registry(BookPlugin())
     first = run(db_path, snapshot, registry)

@@ -15,7 +15,6 @@ engine, since the run does not report it).
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 from common import (
@@ -33,6 +32,8 @@ from common import (
     snapshot_dir,
     timed,
 )
+
+from loanrules.driver import sqlite3
 
 NAME = "checks"
 PLUGIN = "fifteen_checks"

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from contextlib import contextmanager
 
@@ -66,6 +65,8 @@ from common import (
     snapshot_dir,
     timed,
 )
+
+from loanrules.driver import sqlite3
 
 NAME = "classification"
 PACK = "cn-five-category"

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import datetime
 import random
-import sqlite3
 from pathlib import Path
 
 from common import (
@@ -62,6 +61,7 @@ from common import (
     seconds_each,
 )
 
+from loanrules.driver import sqlite3
 from loanrules.model import format_fen
 
 NAME = "credit_files"

@@ -41,7 +41,6 @@ from __future__ import annotations
 import datetime
 import os
 import random
-import sqlite3
 from pathlib import Path
 
 from common import (
@@ -64,6 +63,7 @@ from common import (
     weighted,
 )
 
+from loanrules.driver import sqlite3
 from loanrules.model import format_fen
 
 NAME = "inspections"

@@ -38,7 +38,6 @@ from __future__ import annotations
 import datetime
 import math
 import random
-import sqlite3
 from pathlib import Path
 
 from common import (
@@ -62,6 +61,7 @@ from common import (
     weighted,
 )
 
+from loanrules.driver import sqlite3
 from loanrules.model import format_fen
 
 NAME = "strategies"

@@ -34,7 +34,6 @@ from __future__ import annotations
 import datetime
 import math
 import random
-import sqlite3
 from pathlib import Path
 
 from common import (
@@ -58,6 +57,7 @@ from common import (
     weighted,
 )
 
+from loanrules.driver import sqlite3
 from loanrules.model import format_fen
 
 NAME = "villages"

@@ -275,13 +275,6 @@ def cached_data(name: str, loans: int, what: str, generate: Callable[[Path], dic
 # ---------------------------------------------------------------- a measured CLI run and its baseline scans
 
 
-def cli_load(snapshot: Path, as_of: str, db: Path, *, env: dict[str, str]) -> float:
-    """``loanrules load <snapshot> --as-of <as_of> --db <db> --quiet``; its wall seconds."""
-    wall, _ = timed([*loanrules_command(), "load", str(snapshot), "--as-of", as_of, "--db", str(db), "--quiet"],
-                    env=env, timeout=RUN_TIMEOUT_SECONDS)
-    return wall
-
-
 def cli_run_json(snapshot: Path, as_of: str, packs: Sequence[str], db: Path, *,
                  env: dict[str, str]) -> tuple[float, dict]:
     """``loanrules run <snapshot> --as-of <as_of> --pack ... --db <db> --json --quiet``: (wall seconds, report).

@@ -15,6 +15,7 @@ engine, since the run does not report it).
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 
 from common import (
@@ -32,8 +33,6 @@ from common import (
     snapshot_dir,
     timed,
 )
-
-from loanrules.driver import sqlite3
 
 NAME = "checks"
 PLUGIN = "fifteen_checks"

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from contextlib import contextmanager
 
@@ -65,8 +66,6 @@ from common import (
     snapshot_dir,
     timed,
 )
-
-from loanrules.driver import sqlite3
 
 NAME = "classification"
 PACK = "cn-five-category"

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import sqlite3
 from pathlib import Path
 
 from common import (
@@ -61,7 +62,6 @@ from common import (
     seconds_each,
 )
 
-from loanrules.driver import sqlite3
 from loanrules.model import format_fen
 
 NAME = "credit_files"

@@ -41,6 +41,7 @@ from __future__ import annotations
 import datetime
 import os
 import random
+import sqlite3
 from pathlib import Path
 
 from common import (
@@ -63,7 +64,6 @@ from common import (
     weighted,
 )
 
-from loanrules.driver import sqlite3
 from loanrules.model import format_fen
 
 NAME = "inspections"

@@ -38,6 +38,7 @@ from __future__ import annotations
 import datetime
 import math
 import random
+import sqlite3
 from pathlib import Path
 
 from common import (
@@ -61,7 +62,6 @@ from common import (
     weighted,
 )
 
-from loanrules.driver import sqlite3
 from loanrules.model import format_fen
 
 NAME = "strategies"

@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime
 import math
 import random
+import sqlite3
 from pathlib import Path
 
 from common import (
@@ -57,7 +58,6 @@ from common import (
     weighted,
 )
 
-from loanrules.driver import sqlite3
 from loanrules.model import format_fen
 
 NAME = "villages"

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,8 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-from loanrules.driver import sqlite3
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"

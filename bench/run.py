@@ -18,14 +18,13 @@ import json
 import os
 import platform
 import shutil
+import sqlite3
 import sys
 import time
 import traceback
 
 from common import RESULTS, BenchError, Measurement, Settings, say, scratch_dir
 from tabulate import tabulate
-
-from loanrules.driver import sqlite3
 
 BENCHMARKS = ("load", "memory", "checks", "dispatch", "classification", "collateral", "inspections", "villages",
               "credit_files", "strategies", "workbook")

@@ -29,7 +29,6 @@ import loanrules
 from loanrules import ledgers, results
 from loanrules.config import Config, load_config
 from loanrules.docs import pack_markdown
-from loanrules.driver import sqlite_version
 from loanrules.errors import LoanrulesError, SnapshotRejected, UsageError  # not click's: no usage hint
 from loanrules.manager import PluginManager
 from loanrules.model import Check, Severity, format_fen
@@ -80,8 +79,7 @@ def _report_error(error: LoanrulesError) -> None:
 
 
 @click.group(cls=LoanrulesGroup)
-@click.version_option(loanrules.__version__, prog_name="loanrules",
-                      message=f"%(prog)s %(version)s, SQLite {sqlite_version()}")
+@click.version_option(loanrules.__version__, prog_name="loanrules")
 @click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               envvar="LOANRULES_PLUGINS_DIR", help="Also load every .py file in this directory as a plugin.")
 @click.pass_context

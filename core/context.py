@@ -15,12 +15,11 @@ flat: the core never calls a plugin once per loan.
 from __future__ import annotations
 
 import datetime
+import sqlite3
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
-
-from loanrules.driver import sqlite3
 
 
 @attrs.frozen

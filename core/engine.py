@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import sqlite3
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,7 +20,6 @@ from typing import Any
 import attrs
 
 from loanrules.context import RunContext
-from loanrules.driver import sqlite3
 from loanrules.errors import ConfigError
 from loanrules.model import (
     AssessmentField,
@@ -158,7 +158,7 @@ class Engine:
         try:
             with read_only(self.conn, self._readable(), "staged_findings") as authorizer:
                 self.conn.execute(f"EXPLAIN SELECT * FROM ({planned.item.sql})", self._sql_params(planned))
-        except (sqlite3.Error, sqlite3.Warning) as error:  # pysqlite3 warns of a second statement, 3.11 errs
+        except sqlite3.Error as error:
             denied = f" ({'; '.join(dict.fromkeys(authorizer.denied))} is not allowed)" if authorizer.denied else ""
             raise ConfigError(f"rule {planned.item.id}: {error}{denied}. Config rules are one read-only "
                               f"SELECT over the snapshot tables") from None

@@ -17,11 +17,11 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import sqlite3
 from typing import Any
 
 import attrs
 
-from loanrules.driver import sqlite3
 from loanrules.errors import UsageError
 from loanrules.model import format_fen
 from loanrules.schema import RECOVERY_CATEGORIES, RISK_CLASSES

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -27,7 +28,6 @@ import attrs
 
 from loanrules.config import SnapshotSettings
 from loanrules.convert import BOOKKEEPING_COLUMNS, Layout, map_header
-from loanrules.driver import sqlite3
 from loanrules.errors import ConfigError, InputProblem, SnapshotRejected
 from loanrules.reading import file_sha256, locate_decode_error, open_csv, read_events, read_header, snapshot_files
 from loanrules.schema import ColumnType, TableSpec

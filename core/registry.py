@@ -7,11 +7,11 @@ checks, classifiers, strategies, packs and tables and never spells
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 
 import attrs
 
-from loanrules.driver import sqlite3
 from loanrules.errors import PluginError
 from loanrules.manager import PluginManager
 from loanrules.model import Check, Classifier, Derivation, Pack, Strategy, Summary

@@ -7,12 +7,12 @@ personal data leaves masked unless the config says otherwise.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import attrs
 
-from loanrules.driver import sqlite3
 from loanrules.errors import UsageError
 from loanrules.model import Severity, format_fen
 from loanrules.privacy import Masker

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,6 @@ import attrs
 
 import loanrules
 from loanrules.config import Config
-from loanrules.driver import sqlite3
 from loanrules.engine import Engine, Outcome, RunScope
 from loanrules.errors import UsageError
 from loanrules.loader import LoadedSnapshot, check_snapshot_settings, load_snapshot, replace_earlier_snapshots

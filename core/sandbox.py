@@ -9,9 +9,8 @@ another table fails to compile and never runs.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterable, Iterator
-
-from loanrules.driver import sqlite3
 
 # Functions with side effects or access outside the database.
 _FORBIDDEN_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})

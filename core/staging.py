@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -33,7 +34,6 @@ import attrs
 
 from loanrules.config import SnapshotSettings
 from loanrules.convert import BOOKKEEPING_COLUMNS, Layout, map_header
-from loanrules.driver import sqlite3
 from loanrules.errors import InputProblem
 from loanrules.reading import Part, file_sha256, read_events, read_header, snapshot_files, split
 from loanrules.schema import TableSpec

@@ -14,13 +14,13 @@ import fcntl
 import json
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
 
-from loanrules.driver import MINIMUM_SQLITE, sqlite3, sqlite_version
 from loanrules.errors import DatabaseBusy, UsageError
 from loanrules.schema import Reference, TableSpec
 
@@ -98,11 +98,6 @@ def connect(path: str | Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = DELETE")
     except sqlite3.Error as error:
         raise UsageError(f"{path}: cannot open database: {error}") from None
-    if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
-        conn.close()
-        raise UsageError(f"SQLite {sqlite_version()} is older than {'.'.join(map(str, MINIMUM_SQLITE))}, which "
-                         f"loanrules needs: `pip install pysqlite3-binary` brings a current one on Linux x86-64, "
-                         f"else upgrade the operating system's")
     conn.execute("PRAGMA synchronous = FULL")  # the journal is synced before the database is changed
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute("PRAGMA cache_size = -65536")  # 64 MB: enough for index builds, keeps RSS flat

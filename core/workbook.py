@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -34,7 +35,6 @@ import xlsxwriter.exceptions
 
 import loanrules
 from loanrules import results
-from loanrules.driver import sqlite3
 from loanrules.errors import UsageError
 from loanrules.model import format_fen
 from loanrules.privacy import Masker

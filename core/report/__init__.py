@@ -20,9 +20,9 @@ through the ``Masker``.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping
 
-from loanrules.driver import sqlite3
 from loanrules.privacy import Masker
 from loanrules.report import sections_collection, sections_contributed, sections_portfolio, sections_run
 from loanrules.report.book import DISPLAY_LIMIT, Book

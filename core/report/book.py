@@ -10,11 +10,11 @@ neither as loans nor as non-performing.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from loanrules.driver import sqlite3
 from loanrules.errors import UsageError
 from loanrules.privacy import Masker
 from loanrules.report.model import Column, Table, drop_blank

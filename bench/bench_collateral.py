@@ -52,6 +52,7 @@ from __future__ import annotations
 import datetime
 import random
 import shutil
+import sqlite3
 from pathlib import Path
 
 from common import (
@@ -75,7 +76,6 @@ from common import (
     weighted,
 )
 
-from loanrules.driver import sqlite3
 from loanrules.model import format_fen
 
 NAME = "collateral"

@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import re
+import sqlite3
 import sys
 import time
 import traceback
@@ -79,7 +80,8 @@ def _report_error(error: LoanrulesError) -> None:
 
 
 @click.group(cls=LoanrulesGroup)
-@click.version_option(loanrules.__version__, prog_name="loanrules")
+@click.version_option(loanrules.__version__, prog_name="loanrules",
+                      message=f"%(prog)s %(version)s, SQLite {sqlite3.sqlite_version}")
 @click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               envvar="LOANRULES_PLUGINS_DIR", help="Also load every .py file in this directory as a plugin.")
 @click.pass_context

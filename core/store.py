@@ -25,6 +25,8 @@ from loanrules.errors import DatabaseBusy, UsageError
 from loanrules.schema import Reference, TableSpec
 
 SCHEMA_VERSION = 1
+# Python's sqlite3 uses the operating system's SQLite: the SQL here needs 3.35 (a CTE AS MATERIALIZED)
+MINIMUM_SQLITE = (3, 35, 0)
 
 # The contract tables of DESIGN.md ("Results store and exports"): names are
 # stable, columns may be added. Extra columns here: runs.snapshot_id and the
@@ -98,6 +100,10 @@ def connect(path: str | Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = DELETE")
     except sqlite3.Error as error:
         raise UsageError(f"{path}: cannot open database: {error}") from None
+    if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
+        conn.close()
+        raise UsageError(f"SQLite {sqlite3.sqlite_version} is older than {'.'.join(map(str, MINIMUM_SQLITE))}, "
+                         f"which loanrules needs: Python uses the operating system's SQLite; upgrade it")
     conn.execute("PRAGMA synchronous = FULL")  # the journal is synced before the database is changed
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute("PRAGMA cache_size = -65536")  # 64 MB: enough for index builds, keeps RSS flat

@@ -41,10 +41,13 @@ def upgrade_database(conn: sqlite3.Connection, specs: Iterable[TableSpec]) -> li
         added = upgrade_schema(conn)
         if added:
             done.append(f"added {', '.join(added)}")
+        analyzed = {row[0] for row in conn.execute("SELECT DISTINCT tbl FROM sqlite_stat1")} \
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone() else set()
         rebuilt = []
         for table, columns in undeclared_not_null(conn, specs.values()).items():
             kept_nullable = _declare_not_null(conn, table, columns)
-            rebuilt.append(specs[table])
+            if table in analyzed:
+                rebuilt.append(specs[table])
             declared = [c for c in columns if c not in kept_nullable]
             done.append(f"{table}: declared {', '.join(declared)} NOT NULL" if declared else
                         f"{table}: nothing declared")
@@ -52,7 +55,7 @@ def upgrade_database(conn: sqlite3.Connection, specs: Iterable[TableSpec]) -> li
                      for column, rows in kept_nullable.items()]
         latest = conn.execute("SELECT max(snapshot_id) FROM snapshots").fetchone()[0]
         if rebuilt and latest is not None:
-            planner_statistics(conn, rebuilt, latest)  # dropped with the old table
+            planner_statistics(conn, rebuilt, latest)  # dropped with the old table: made again, as a load makes them
     return done
 
 

@@ -223,8 +223,9 @@ COLLATERAL = TableSpec(
     ),
     key=("collateral_id",),
     # collateral.repeated_mortgage finds one registration number on two records in one ordered pass;
-    # appraiser.overvaluation counts each agency's collateral, and collateral.appraiser_not_approved finds
-    # the collateral of an agency off the list or valued after its approval ran out, by ranges of the second
+    # appraiser.overvaluation counts each agency's collateral in the order of the second. A check reading every
+    # collateral with an appraiser writes +appraiser_id IS NOT NULL, so that SQLite keeps to the key's order
+    # rather than walk this partial index and fetch each row out of order (collateral.appraiser_not_approved).
     indexes=(("registration_no",), ("appraiser_id",)),
 )
 

@@ -41,8 +41,7 @@ def upgrade_database(conn: sqlite3.Connection, specs: Iterable[TableSpec]) -> li
         added = upgrade_schema(conn)
         if added:
             done.append(f"added {', '.join(added)}")
-        analyzed = {row[0] for row in conn.execute("SELECT DISTINCT tbl FROM sqlite_stat1")} \
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone() else set()
+        analyzed = _analyzed_tables(conn)
         rebuilt = []
         for table, columns in undeclared_not_null(conn, specs.values()).items():
             kept_nullable = _declare_not_null(conn, table, columns)
@@ -57,6 +56,13 @@ def upgrade_database(conn: sqlite3.Connection, specs: Iterable[TableSpec]) -> li
         if rebuilt and latest is not None:
             planner_statistics(conn, rebuilt, latest)  # dropped with the old table: made again, as a load makes them
     return done
+
+
+def _analyzed_tables(conn: sqlite3.Connection) -> set[str]:
+    """The tables the planner has statistics of (a load makes them for the tables it loads)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+        return set()
+    return {table for (table,) in conn.execute("SELECT DISTINCT tbl FROM sqlite_stat1")}
 
 
 def _declare_not_null(conn: sqlite3.Connection, table: str, columns: list[str]) -> dict[str, int]:

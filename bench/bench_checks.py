@@ -29,7 +29,9 @@ from common import (
     loanrules_command,
     ratio,
     remove_db,
+    run_snapshot_id,
     say,
+    scan_seconds,
     snapshot_dir,
     timed,
 )
@@ -50,17 +52,11 @@ def run_pack(snapshot, db) -> tuple[dict, float]:
     return json.loads(stdout), seconds
 
 
-def scan_seconds(db, run_id: int, repeats: int = 3) -> tuple[float, int]:
+def loans_scan_seconds(db, report: dict) -> tuple[float, int]:
     """Best wall time of the plain scan of the run's loans; and the number of loans it counted."""
     conn = sqlite3.connect(str(db))
     try:
-        snapshot_id = conn.execute("SELECT snapshot_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
-        best, count = float("inf"), 0
-        for _ in range(repeats):
-            started = time.perf_counter()
-            count, _ = conn.execute(SCAN_SQL, (snapshot_id,)).fetchone()
-            best = min(best, time.perf_counter() - started)
-        return best, count
+        return scan_seconds(conn, SCAN_SQL, run_snapshot_id(conn, report))
     finally:
         conn.close()
 
@@ -108,7 +104,7 @@ def run(settings: Settings) -> list[Measurement]:
     try:
         report, wall = run_pack(snapshot, db)
         outcomes = check_outcomes(report)
-        scan, counted = scan_seconds(db, report["run_id"])
+        scan, counted = loans_scan_seconds(db, report)
         facts = facts_seconds(db, report["run_id"])
     finally:
         remove_db(db)

@@ -58,6 +58,7 @@ from common import (
     Measurement,
     Settings,
     bench_env,
+    contribution_outcomes,
     fresh_db,
     loanrules_command,
     ratio,
@@ -93,12 +94,7 @@ def run_pack(snapshot, db) -> tuple[dict, float]:
 
 def classifier_outcomes(report: dict) -> dict[str, dict]:
     """The three classifiers' contributions from the run's JSON; each must have run ("ok")."""
-    found = {c["id"]: c for c in report["contributions"] if c["id"] in CLASSIFIERS}
-    broken = [f"{i}: {found[i]['status']} {found[i]['reason'] or ''}" if i in found else f"{i}: missing"
-              for i in CLASSIFIERS if i not in found or found[i]["status"] != "ok"]
-    if broken:
-        raise BenchError(f"classifiers did not all run ok: {'; '.join(broken)}")
-    return found
+    return contribution_outcomes(report, CLASSIFIERS, "classifiers did not all run ok")
 
 
 def scan_seconds(conn: sqlite3.Connection, snapshot_id: int, repeats: int = 3) -> tuple[float, int]:
